@@ -1,0 +1,7 @@
+"""``python -m sbqueue`` is the ``sbqueue`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure logic with no I/O: key names, option handling, records, codecs, script specs."""

@@ -1,0 +1,45 @@
+--[[ retry_jobs — move finished jobs (failed or completed) back to run again.
+
+  KEYS: queue
+  ARGV[1] state       "failed" or "completed"
+  ARGV[2] count       at most this many (used when no ids are given)
+  ARGV[3] before_ms   only jobs finished at or before this time (used when no ids are given)
+  ARGV[4] reset       "1" = also reset attempts made/started
+  ARGV[5] n_ids       number of explicit job ids that follow (0 = pick from the state set)
+
+  Returns: {retried ids, codes}: codes per explicit id (1 ok, -1 missing, -3 not in that state)
+  Events: waiting prev=<state>
+]]
+local state = ARGV[1]
+local setKey = K[state]
+local ids
+local nIds = tonumber(ARGV[5])
+if nIds > 0 then
+  ids = {}
+  for i = 1, nIds do ids[i] = ARGV[5 + i] end
+else
+  ids = redis.call("ZRANGEBYSCORE", setKey, 0, ARGV[3], "LIMIT", 0, tonumber(ARGV[2]))
+end
+local drop = "failedReason"
+if state == "completed" then drop = "returnvalue" end
+local retried, codes = {}, {}
+for i = 1, #ids do
+  local id = ids[i]
+  local jobKey = prefix .. id
+  local code = 1
+  if redis.call("EXISTS", jobKey) == 0 then
+    redis.call("ZREM", setKey, id)
+    code = -1
+  elseif redis.call("ZREM", setKey, id) == 0 then
+    code = -3
+  else
+    redis.call("HDEL", jobKey, "finishedOn", "processedOn", drop)
+    if ARGV[4] == "1" then redis.call("HDEL", jobKey, "atm", "ats", "stc") end
+    local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
+    push_runnable(id, priority, false)
+    emit("waiting", "jobId", id, "prev", state)
+    retried[#retried + 1] = id
+  end
+  codes[#codes + 1] = code
+end
+return {retried, codes}

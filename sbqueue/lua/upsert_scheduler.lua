@@ -1,0 +1,35 @@
+--@include scheduler
+--[[ upsert_scheduler — create or replace a job scheduler and enqueue its next iteration.
+
+  KEYS: queue
+  ARGV[1] scheduler_id
+  ARGV[2] next_ms     due time of the first iteration (computed by the client: every/cron/tz)
+  ARGV[3] now         ms
+  ARGV[4] name        job name of iterations
+  ARGV[5] data        template data JSON ("{}" is not stored, as BullMQ)
+  ARGV[6] opts        template opts JSON for the scheduler hash ("{}" is not stored)
+  ARGV[7] job_opts    opts JSON written on the iteration job
+  ARGV[8] priority    priority of iterations
+  ARGV[9] n_fields    number of (field, value) pairs that follow: every|pattern|tz|offset|limit|
+                      startDate|endDate
+
+  Returns: the id of the pending iteration
+  Events: added + delayed|waiting (a replaced pending iteration is deleted without an event)
+]]
+local sid = ARGV[1]
+local skey = prefix .. "repeat:" .. sid
+local old = redis.call("ZSCORE", K["repeat"], sid)
+if old then drop_pending_iteration(sid, old, false) end
+local ic = tonumber(redis.call("HGET", skey, "ic") or "0") or 0
+redis.call("DEL", skey)
+local fields = {"name", ARGV[4], "ic", ic + 1}
+if ARGV[5] ~= "{}" then fields[#fields + 1] = "data"; fields[#fields + 1] = ARGV[5] end
+if ARGV[6] ~= "{}" then fields[#fields + 1] = "opts"; fields[#fields + 1] = ARGV[6] end
+for i = 0, tonumber(ARGV[9]) - 1 do
+  fields[#fields + 1] = ARGV[10 + i * 2]
+  fields[#fields + 1] = ARGV[11 + i * 2]
+end
+redis.call("HSET", skey, unpack(fields))
+local nextMs = tonumber(ARGV[2])
+redis.call("ZADD", K["repeat"], nextMs, sid)
+return add_iteration(sid, nextMs, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8]))

@@ -1,0 +1,53 @@
+"""``sbqueue worker QUEUE module:function``: run a worker process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Any
+
+from .errors import InvalidOptionError
+
+
+def load_processor(path: str) -> Any:
+    """Import ``package.module:function``; a clear error if it is not there."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise InvalidOptionError(f"processor must look like package.module:function, got {path!r}", option="processor")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidOptionError(f"cannot import {module_name!r}: {exc}", option="processor") from None
+    fn: Any = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise InvalidOptionError(f"{module_name!r} has no attribute {attr!r}", option="processor")
+    if not callable(fn):
+        raise InvalidOptionError(f"{path!r} is not callable", option="processor")
+    return fn
+
+
+def run_worker_cli(args: argparse.Namespace) -> int:
+    from .connection import connect, mask_url, url_of
+    from .worker import Worker
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    log = logging.getLogger("sbqueue.worker")
+    processor = load_processor(args.processor)
+    client = connect(args.url)
+    worker = Worker(
+        args.queue, processor, client, args.prefix, concurrency=args.concurrency, name=args.name,
+        lock_duration=args.lock_duration, stalled_interval=args.stalled_interval,
+        max_stalled_count=args.max_stalled_count,
+    )  # fmt: skip
+    worker._close_timeout = args.shutdown_timeout
+    worker.on("error", lambda exc: log.warning("worker error: %s", exc))
+    log.info("worker %s on queue %r at %s (concurrency %d)", worker.name or worker.id[:8], args.queue,
+             mask_url(url_of(client)), args.concurrency)  # fmt: skip
+    worker.run()
+    log.info("worker stopped: %d completed, %d failed", worker.processed, worker.failed_count)
+    return 0

@@ -1,0 +1,1 @@
+"""Operations tests: deploy/ artefacts validated with the tools that consume them."""
