@@ -34,7 +34,9 @@ from .errors import (
     ScriptError,
     UnrecoverableError,
 )
+from .events import QueueEvents
 from .job import Job
+from .worker import Worker
 
 __all__ = [
     "AsyncQueue",
@@ -55,11 +57,13 @@ __all__ = [
     "JobStateError",
     "LockMismatchError",
     "Queue",
+    "QueueEvents",
     "RateLimitError",
     "RedisVersionError",
     "SbqueueError",
     "ScriptError",
     "UnrecoverableError",
+    "Worker",
     "__version__",
     "connect",
     "mask_url",

@@ -38,7 +38,11 @@ def mask_url(url: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if (":" in userinfo or user) else f"***@{host}"
     query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not parts.scheme:
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # rebuilt by hand: urlunsplit would turn "unix:///path" into "unix:/path"
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def resolve_url(url: str | None = None) -> tuple[str | None, str]:
@@ -63,6 +67,8 @@ def validate_url(url: str) -> None:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
+        if "port" in str(exc).lower():
+            raise ConfigurationError(f"Redis URL {mask_url(url)!r} has an invalid port") from None
         raise ConfigurationError(f"malformed Redis URL {mask_url(url)!r}: {exc}") from None
     if parts.scheme not in SCHEMES:
         raise ConfigurationError(

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConfigurationError, ConnectionFailedError
 
@@ -241,9 +243,12 @@ def stop(home: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> b
     info = status(path)
     if info is None:
         return False
-    client = redis.Redis(host="127.0.0.1", port=info.port, socket_timeout=timeout)
+    # no retries: the server closing the connection is the expected answer to SHUTDOWN
+    client = redis.Redis(host="127.0.0.1", port=info.port, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
     try:
-        client.shutdown(save=False, nosave=False)
+        client.execute_command("SHUTDOWN")  # saves first: the save points are configured
+    except redis.ConnectionError:
+        pass  # the server closed the connection: it is shutting down
     except (redis.RedisError, OSError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)
