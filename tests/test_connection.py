@@ -92,7 +92,7 @@ def test_connection_argument_forms(redis_url: str, r: redis.Redis) -> None:
     from_url = connection.coerce(redis_url)
     assert from_url.ping()
     from_url.close()
-    with pytest.raises(ConfigurationError, match="connection must be None, a Redis URL or a redis.Redis client"):
+    with pytest.raises(ConfigurationError, match=r"connection must be None, a Redis URL or a redis\.Redis client"):
         connection.coerce(42)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 import sbqueue
@@ -35,7 +35,9 @@ def test_version_matches_package_metadata() -> None:
 
 
 def test_sync_flavour_is_generated_from_async() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "unasync.py"), "--check"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "unasync.py"), "--check"], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout
 
 
