@@ -36,7 +36,9 @@ test: venv node lint
 demo: venv
 	$(VENV)/bin/sbqueue demo
 
+## make bench: sbqueue vs Node BullMQ vs bullmq (PyPI), side by side on one Redis (BENCH_ARGS=--quick for a smoke run)
 bench: venv node
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 server-stop: venv

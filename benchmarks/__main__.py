@@ -1,0 +1,109 @@
+"""Side-by-side throughput benchmark: sbqueue vs Node BullMQ 6.7 vs bullmq (PyPI), one run, one Redis.
+
+    python -m benchmarks                 # N=20000, 3 repeats (the issue's anchors)
+    python -m benchmarks --quick         # N=2000, 1 repeat: CI checks that it runs (no timing assertion)
+
+Starts its own redis-server (sbqueue's embedded server in a temporary SBQUEUE_HOME, so never your data),
+prints a table of jobs/s (median, min-max) and the ratios sbqueue/node and sbqueue/bullmq-py, and saves
+JSON + CSV under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sbqueue import embedded
+
+from . import peers
+
+OPS = [("add one by one", "add", 0), ("add_bulk (1000/batch)", "addBulk", 0),
+       ("process, c=10", "process", 10), ("process, c=100", "process", 100)]  # fmt: skip
+
+
+def measure(fn: Callable[..., float], url: str, op: str, n: int, concurrency: int, repeats: int) -> list[float]:
+    rates = []
+    for _ in range(repeats):
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        seconds = fn(url, prefix, "q", op, n, concurrency)
+        rates.append(n / seconds)
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=None, help="jobs per measurement (default 20000; 2000 with --quick)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="N=2000, 1 repeat (CI smoke run)")
+    parser.add_argument("--engines", default="sbqueue,node,bullmq-py")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    args.n = args.n or (2000 if args.quick else 20_000)
+    engines: dict[str, Callable[..., float]] = {"sbqueue": peers.sbqueue_op, "node": peers.node_op}
+    if peers.bullmq_py_available():
+        engines["bullmq-py"] = peers.bullmq_py_op
+    wanted = [e for e in args.engines.split(",") if e]
+    missing = [e for e in wanted if e not in engines]
+    engines = {k: v for k, v in engines.items() if k in wanted}
+    home = tempfile.mkdtemp(prefix="sbqueue-bench-")
+    info = embedded.ensure_server(home)
+    rows = []
+    try:
+        cpu = platform.processor() or platform.machine()
+        print(f"Redis {info.version} ({info.binary}) on {platform.node()}, {cpu}, "
+              f"python {platform.python_version()}; N={args.n}, repeats={args.repeats}")  # fmt: skip
+        for label, op, conc in OPS:
+            for engine, fn in engines.items():
+                rates = measure(fn, info.url, op, args.n, conc, args.repeats)
+                rows.append({"operation": label, "engine": engine, "median": statistics.median(rates),
+                             "min": min(rates), "max": max(rates), "n": args.n, "repeats": args.repeats})  # fmt: skip
+                print(f"  {label:<24} {engine:<10} {statistics.median(rates):>10,.0f} jobs/s", flush=True)
+    finally:
+        embedded.stop(home)
+    print_table(rows, list(engines))
+    if missing:
+        print(f"not measured (not installed): {', '.join(missing)}")
+    save(rows, Path(args.out))
+    return 0
+
+
+def print_table(rows: list[dict[str, object]], engines: list[str]) -> None:
+    by = {(r["operation"], r["engine"]): r for r in rows}
+    head = f"{'operation':<24}" + "".join(f"{e + ' jobs/s (min-max)':>34}" for e in engines)
+    ratios = [e for e in engines if e != "sbqueue"]
+    head += "".join(f"{'sbqueue/' + e:>18}" for e in ratios)
+    print("\n" + head + "\n" + "-" * len(head))
+    for label, _op, _c in OPS:
+        line = f"{label:<24}"
+        for e in engines:
+            r = by[(label, e)]
+            line += f"{r['median']:>14,.0f} ({r['min']:,.0f}-{r['max']:,.0f})".rjust(34)  # type: ignore[str-format]
+        for e in ratios:
+            line += f"{by[(label, 'sbqueue')]['median'] / by[(label, e)]['median']:>17.2f}x"  # type: ignore[operator]
+        print(line)
+
+
+def save(rows: list[dict[str, object]], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"throughput-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    with open(out / f"throughput-{stamp}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"saved {out}/throughput-{stamp}.json and .csv")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
