@@ -207,7 +207,8 @@ def async_twin(client: redis.Redis, **overrides: Any) -> redis.asyncio.Redis:
     for key in ("redis_connect_func", "check_ready", "event_dispatcher"):  # sync-only options
         kwargs.pop(key, None)
     cls = _twin_class(pool.connection_class, redis.asyncio.connection)
-    async_client = redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(connection_class=cls, **kwargs))
+    # from_pool: the client owns the pool, so aclose() really closes its sockets
+    async_client = redis.asyncio.Redis.from_pool(redis.asyncio.ConnectionPool(connection_class=cls, **kwargs))
     async_client.sbqueue_url = url_of(client)  # type: ignore[attr-defined]
     return async_client
 

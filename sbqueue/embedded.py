@@ -260,3 +260,14 @@ def stop(home: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> b
     with contextlib.suppress(OSError):
         _record_path(path).unlink()
     return True
+
+
+def started_by_sbqueue(client: redis.Redis) -> bool:
+    """True when ``client`` talks to an embedded server sbqueue started (its data dir holds our record)."""
+    try:
+        data_dir = client.config_get("dir").get("dir")
+        port = int(client.config_get("port").get("port", 0))
+        record = json.loads((Path(data_dir) / "server.json").read_text())
+    except (redis.RedisError, OSError, ValueError, TypeError):
+        return False
+    return int(record.get("port", -1)) == port
