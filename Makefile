@@ -41,6 +41,11 @@ bench: venv node
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+## make chaos: the large chaos run — 100,000 jobs, 4 worker processes, a 30 s Redis outage (CI runs 5,000 / 3 / 5 s)
+chaos: venv
+	SBQUEUE_CHAOS_JOBS=100000 SBQUEUE_CHAOS_WORKERS=4 SBQUEUE_CHAOS_OUTAGE=30 \
+		$(PY) -m pytest tests/chaos -p no:cacheprovider -s -q $(PYTEST_ARGS)
+
 server-stop: venv
 	$(VENV)/bin/sbqueue server stop
 

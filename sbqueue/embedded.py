@@ -265,8 +265,8 @@ def stop(home: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> b
 def started_by_sbqueue(client: redis.Redis) -> bool:
     """True when ``client`` talks to an embedded server sbqueue started (its data dir holds our record)."""
     try:
-        data_dir = client.config_get("dir").get("dir")
-        port = int(client.config_get("port").get("port", 0))
+        data_dir = str(client.config_get("dir").get("dir", ""))
+        port = int(str(client.config_get("port").get("port", 0)))
         record = json.loads((Path(data_dir) / "server.json").read_text())
     except (redis.RedisError, OSError, ValueError, TypeError):
         return False
