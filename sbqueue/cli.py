@@ -34,6 +34,12 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker_cli(args)
 
 
+def _exporter(args: argparse.Namespace) -> int:
+    from .exporter_cli import run_exporter_cli
+
+    return run_exporter_cli(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -62,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish in-flight jobs")
     worker.add_argument("--log-level", default="INFO")
     worker.set_defaults(func=_worker)
+
+    exporter = sub.add_parser("exporter", help="serve Prometheus metrics of the queues and their Redis")
+    exporter.add_argument("--url", default=None, help="Redis URL (default: env or embedded server)")
+    exporter.add_argument("--prefix", default="bull")
+    exporter.add_argument("--queues", default="all", help="comma-separated queue names, or 'all' (found by SCAN)")
+    exporter.add_argument("--port", type=int, default=9121)
+    exporter.add_argument("--address", default="0.0.0.0", help="address to listen on")
+    exporter.add_argument("--discovery-interval", type=float, default=60.0, help="seconds between queue scans")
+    exporter.add_argument("--log-level", default="INFO")
+    exporter.set_defaults(func=_exporter)
 
     demo = sub.add_parser("demo", help="the end-to-end demo on the embedded Redis")
     demo.add_argument("--url", default=None)
