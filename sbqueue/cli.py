@@ -46,6 +46,29 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from . import reports
+
+    params = {name: _literal(value) for name, value in args.param}
+    html_path = args.html or (None if args.output else f"reports/{args.runbook.removesuffix('.ipynb')}.html")
+    out = reports.run(args.runbook, params, output=args.output, html_path=html_path)
+    print(f"executed notebook: {out}")
+    if html_path:
+        print(f"HTML report: {html_path}")
+    print(reports.verdict_of(out))
+    return 0
+
+
+def _literal(text: str) -> object:
+    """A -p value: Python literal when it parses (True, 3, None, "x"), else the string itself."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sbqueue", description="Run and troubleshoot BullMQ-layout Redis queues")
     parser.add_argument("--version", action="version", version=f"sbqueue {__version__}")
@@ -79,9 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--log-level", default="INFO")
     exporter.set_defaults(func=_exporter)
 
+    report = sub.add_parser("report", help="run a runbook with papermill and render it as HTML")
+    report.add_argument("runbook", help="stuck-jobs, stalled-jobs, failed-jobs, redis-memory, redis-health, ...")
+    report.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    report.add_argument("--html", default=None, help="HTML output (default reports/<runbook>.html)")
+    report.add_argument("--output", default=None, help="executed notebook output path")
+    report.set_defaults(func=_report)
+
     demo = sub.add_parser("demo", help="the end-to-end demo on the embedded Redis")
     demo.add_argument("--url", default=None)
     demo.add_argument("--jobs", type=int, default=200)
+    demo.add_argument("--reports", default="reports", help="directory for the HTML reports")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -89,6 +89,7 @@ class QueueEvents(EventEmitter):
         self.block_ms = block_ms
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        self._resolve_start()  # "$" = events after this object was made, however late reading starts
 
     def _resolve_start(self) -> None:
         # resolve "$" once, so events between two reads (or before start() returns) are never skipped
@@ -97,23 +98,26 @@ class QueueEvents(EventEmitter):
             info = self._client.xinfo_stream(key) if self._client.exists(key) else None
             self.last_event_id = info["last-generated-id"] if info else "0-0"
 
-    def read(self, count: int = 100, block_ms: int | None = None) -> list[dict[str, Any]]:
-        """Read the next batch (blocking up to ``block_ms``) and advance ``last_event_id``."""
+    def _fetch(self, count: int, block_ms: int | None) -> list[dict[str, Any]]:
         self._resolve_start()
         reply: Any = self._client.xread(
             {self.keys.key("events"): self.last_event_id}, count=count,
             block=self.block_ms if block_ms is None else block_ms,
         )  # fmt: skip
-        out = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                self.last_event_id = entry_id
-                out.append(decode_event(entry_id, fields))
+        return [decode_event(entry_id, fields) for _stream, entries in reply or [] for entry_id, fields in entries]
+
+    def read(self, count: int = 100, block_ms: int | None = None) -> list[dict[str, Any]]:
+        """Read the next batch (blocking up to ``block_ms``) and advance ``last_event_id``."""
+        out = self._fetch(count, block_ms)
+        if out:
+            self.last_event_id = out[-1]["id"]
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._closing.is_set():
-            yield from self.read()
+            for event in self._fetch(100, None):
+                self.last_event_id = event["id"]  # per event: breaking out and iterating again loses nothing
+                yield event
 
     def _loop(self) -> None:
         while not self._closing.is_set():
@@ -142,3 +146,4 @@ class QueueEvents(EventEmitter):
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._client.close()
+        self._client.connection_pool.disconnect()  # the twin owns its pool

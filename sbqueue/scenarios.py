@@ -77,7 +77,7 @@ class _Flaky:
     """Fails jobs by their data's ``fail`` field with one of several distinct error signatures."""
 
     errors: dict[str, Callable[[dict[str, Any]], BaseException]] = {
-        "invalid-email": lambda d: ValueError(f"invalid email address: user{d['n']}@example"),
+        "invalid-email": lambda d: ValueError(f"invalid email address: user{d['n']}@example.invalid"),
         "missing-customer": lambda d: KeyError("customer_id"),
         "upstream-timeout": lambda d: TimeoutError(f"upstream payment API timed out after {30 + d['n'] % 5} s"),
         "rate-limited": lambda d: RuntimeError(f"HTTP 429 Too Many Requests (request {d['n']})"),

@@ -10,9 +10,9 @@ runs every ``stalled_interval`` (throttled across workers by the ``stalled-check
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
+import queue as _queue
 import random
 import signal
 import threading
@@ -136,13 +136,15 @@ class Worker(EventEmitter):
             self.start()
             self._done.wait()
             return
-        asyncio.run(self.run_async(install_signals=threading.current_thread() is threading.main_thread()))
+        self._closing = False
+        asyncio.run(self._run_async(install_signals=threading.current_thread() is threading.main_thread()))
 
     def start(self) -> Worker:
         """Run in a background thread (notebooks, experiments); returns self."""
         if self._thread is None or not self._thread.is_alive():
             self._done.clear()
-            self._thread = threading.Thread(target=lambda: asyncio.run(self.run_async()), daemon=True,
+            self._closing = False  # here, not in the thread: a close() right after start() must stick
+            self._thread = threading.Thread(target=lambda: asyncio.run(self._run_async()), daemon=True,
                                             name=f"sbqueue-worker-{self.queue.name}")  # fmt: skip
             self._thread.start()
         return self
@@ -166,8 +168,11 @@ class Worker(EventEmitter):
 
     async def run_async(self, *, install_signals: bool = False) -> None:
         """Process jobs inside an existing event loop until :meth:`close`."""
-        self._loop = asyncio.get_running_loop()
         self._closing = False
+        await self._run_async(install_signals=install_signals)
+
+    async def _run_async(self, *, install_signals: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
         self._done.clear()
         self._wake = asyncio.Event()
         if install_signals:
@@ -180,18 +185,21 @@ class Worker(EventEmitter):
         )
         self._aqueue = AsyncQueue(self.queue.name, self._client, self.keys.prefix)
         self._run = self._aqueue._run
-        self._executor = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="sbqueue-job")
+        self._threads = _JobThreads(f"sbqueue-job-{self.queue.name}")
         background = [asyncio.create_task(self._renew_locks_loop()), asyncio.create_task(self._stalled_loop())]
         try:
-            await self._bclient.ping()  # registers the named connection (dashboards see the worker)
+            try:
+                await self._bclient.ping()  # registers the named connection (dashboards see the worker)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                # Redis down or restarting: the main loop retries (the name is set on every connect)
+                self.emit("error", exc)
             await self._main()
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            await self._client.aclose()
-            await self._bclient.aclose()
+            await _cancel_all(background)
+            self._threads.shutdown()
+            # the clients own their pools (async_twin): close them, or their sockets leak
+            await self._client.aclose(close_connection_pool=True)
+            await self._bclient.aclose(close_connection_pool=True)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -232,7 +240,7 @@ class Worker(EventEmitter):
             free = 0 if self._closing or now_s < rate_until else self.concurrency - len(self._inflight)
             if self._pending or (free > 0 and maybe_jobs):
                 try:
-                    fetched, rate_ttl, next_delayed = await self._round_trip(free if maybe_jobs else 0)
+                    fetched, rate_ttl, next_delayed = await self._round_trip(free if maybe_jobs or self._pending else 0)
                     retry_delay = 0.5
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                     self.emit("error", exc)
@@ -270,8 +278,7 @@ class Worker(EventEmitter):
             if timeout is not None and not done:
                 maybe_jobs = True
         if marker is not None:
-            marker.cancel()
-            await asyncio.gather(marker, return_exceptions=True)
+            await _cancel_all([marker])
 
     def _block_timeout(self, next_delayed: int) -> float:
         timeout = self.drain_delay
@@ -314,7 +321,7 @@ class Worker(EventEmitter):
 
     # --- one job ------------------------------------------------------------------------------------
     def _start_job(self, job: Job, now: int) -> None:
-        job.queue = self._aqueue if self._is_async else self.queue
+        job.queue = _JobQueue(self._aqueue if self._is_async else self.queue, self)
         self._inflight[job.id] = (job, asyncio.ensure_future(self._process(job, now)))
 
     async def _process(self, job: Job, fetched_at: int) -> None:
@@ -339,8 +346,8 @@ class Worker(EventEmitter):
             except RateLimitError:
                 self._queue_group(job, "requeue", "", "", 0, (-1, 0), "", None, None)
                 return
-            except asyncio.TimeoutError:
-                self._settle_failed(job, TimeoutError(f"job {job.id} timed out after {job.timeout} ms"), final=False)
+            except _JobTimeoutError as exc:
+                self._settle_failed(job, exc, final=False)
                 return
             except UnrecoverableError as exc:
                 self._settle_failed(job, exc, final=True)
@@ -357,19 +364,32 @@ class Worker(EventEmitter):
             self._wake_up()
 
     async def _call_processor(self, job: Job) -> Any:
-        timeout = job.timeout / 1000 if job.timeout else None
-        if self._is_async:
-            return await asyncio.wait_for(self.processor(job), timeout)
         assert self._loop is not None
-        # a sync processor that times out is abandoned (threads cannot be killed); its slot is freed
-        return await asyncio.wait_for(self._loop.run_in_executor(self._executor, self.processor, job), timeout)
+        if self._is_async:
+            work: asyncio.Future[Any] = asyncio.ensure_future(self.processor(job))
+        else:
+            work = self._threads.submit(self._loop, self.processor, job)
+        if not job.timeout:
+            return await work
+        try:
+            done, _ = await asyncio.wait({work}, timeout=job.timeout / 1000)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        if not done:
+            # an async processor is cancelled; a sync one is abandoned (threads cannot be killed) and
+            # its thread no longer counts: the pool starts another for the next job
+            work.cancel()
+            raise _JobTimeoutError(f"job {job.id} timed out after {job.timeout} ms")
+        return work.result()
 
     def _settle_failed(self, job: Job, exc: BaseException, *, final: bool) -> None:
         reason = str(exc) or type(exc).__name__
         attempts_made = job.attempts_made + 1
         stack = list(job.stacktrace) + ["".join(traceback.format_exception(exc)).rstrip()]
         limit = job.opts.get("stackTraceLimit")
-        stack = stack[-int(limit) :] if isinstance(limit, int) and limit > 0 else stack[-10:]
+        # stackTraceLimit 0 keeps none, as BullMQ does; unset keeps the last 10
+        stack = (stack[-limit:] if limit else []) if isinstance(limit, int) and limit >= 0 else stack[-10:]
         stack_json = _opts.dumps(stack, "stacktrace")
         delay = -1
         if not final and attempts_made < job.max_attempts:
@@ -454,6 +474,114 @@ class Worker(EventEmitter):
             if recovered:
                 self._wake_up()
             await asyncio.sleep(self.stalled_interval / 1000)
+
+
+async def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel and wait for ``tasks``. A cancel that lands just as a redis-py call completes can be
+    swallowed (the task then sleeps on, e.g. 30 s in the stalled loop): cancel again until done."""
+    for task in tasks:
+        task.cancel()
+    pending = set(tasks)
+    while pending:
+        _done, pending = await asyncio.wait(pending, timeout=0.05)
+        for task in pending:
+            task.cancel()
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" noise
+
+
+class _JobTimeoutError(TimeoutError):
+    """A job ran longer than its ``timeout`` option (distinct from a TimeoutError the processor raises)."""
+
+
+class _JobQueue:
+    """The queue a processor's job talks through; progress updates also fire the worker's ``progress``."""
+
+    def __init__(self, queue: Any, worker: Worker) -> None:
+        self._queue = queue
+        self._worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+    def _set_job_field(self, job: Job, field: str, value: Any) -> Any:
+        result = self._queue._set_job_field(job, field, value)
+        if field != "progress":
+            return result
+        if inspect.isawaitable(result):
+
+            async def then() -> None:
+                await result
+                self._worker.emit("progress", job, value)
+
+            return then()
+        loop = self._worker._loop  # sync processors run on job threads: emit on the worker's loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._worker.emit, "progress", job, value)
+            except RuntimeError:  # the worker has stopped (an abandoned job still reporting)
+                pass
+        return result
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # cancelled (timeout or shutdown): nobody waits for this result any more
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+class _JobThreads:
+    """Threads for sync processors. Daemon threads, so an abandoned job (timeout, shutdown deadline)
+    never keeps the process alive; a new thread starts whenever none is idle, so an abandoned thread
+    never holds a slot."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._count = 0
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        fut = loop.create_future()
+        self._tasks.put((loop, fut, fn, args))
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                return fut
+            self._count += 1
+            n = self._count
+        threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True).start()
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                return
+            loop, fut, fn, args = item
+            try:
+                result, exc = fn(*args), None
+            except BaseException as error:  # handed to the worker's loop, like an executor would
+                result, exc = None, error
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result, exc)
+            except RuntimeError:  # the loop is closed: the worker has stopped
+                pass
+            del item, fut, result, exc
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Let idle threads exit; busy (abandoned) ones end with their job."""
+        with self._lock:
+            for _ in range(self._count):
+                self._tasks.put(None)
+            self._count = self._idle = 0
 
 
 def _validate_limiter(limiter: Mapping[str, Any] | None) -> tuple[int, int]:

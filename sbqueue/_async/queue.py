@@ -76,7 +76,7 @@ class AsyncQueue(AsyncQueueReads):
             meta = self.keys.key("meta")
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(meta, "version", f"sbqueue:{__version__}")
-                pipe.hsetnx(meta, "opts.maxLenEvents", self.max_len_events)
+                pipe.hset(meta, "opts.maxLenEvents", self.max_len_events)  # as Node: the latest Queue's setting
                 await pipe.execute()
             self._meta_written = True
 
@@ -162,7 +162,8 @@ class AsyncQueue(AsyncQueueReads):
         unknown = set(repeat) - {"every", "pattern", "tz", "start_date", "end_date", "limit"}
         if unknown:
             raise InvalidOptionError(f"repeat has unknown keys {sorted(unknown)}", option="repeat")
-        sid = prepared.job_id or f"{prepared.name}:{repeat.get('pattern') or repeat.get('every')}"
+        # scheduler ids may not contain ':' (that is the shape of v5 legacy repeat keys)
+        sid = prepared.job_id or f"{prepared.name}-{repeat.get('pattern') or repeat.get('every')}".replace(":", "-")
         opts = {k: v for k, v in prepared.opts_dict.items() if k not in ("jobId", "repeat", "delay")}
         return await self.upsert_job_scheduler(
             sid, every=repeat.get("every"), pattern=repeat.get("pattern"), tz=repeat.get("tz"),
@@ -214,16 +215,21 @@ class AsyncQueue(AsyncQueueReads):
             every=every_ms, pattern=pattern, tz=tz, start_date=start, end_date=end, limit=limit, first=first
         )
         job_opts = _iteration_opts(job.opts_dict, scheduler_id, every_ms, pattern)
+        # the stored template holds only what was asked for (BullMQ omits `opts` when it is {})
+        template_opts = dict(job.opts_dict)
+        if "attempts" not in template and "attempts" not in self.default_job_options:
+            template_opts.pop("attempts", None)
         flat = [item for pair in fields for item in pair]
         await self._ensure_meta()
         job_id = await self._run(
             "upsert_scheduler",
-            [scheduler_id, first, now, job.name, job.data, _opts.dumps(job.opts_dict, "opts"), job_opts,
+            [scheduler_id, first, now, job.name, job.data, _opts.dumps(template_opts, "opts"), job_opts,
              job.priority, len(fields), *flat],
         )  # fmt: skip
+        due = _iteration_millis(str(job_id)) or first  # an unchanged `every` keeps the pending slot
         return Job(
             queue=self, id=str(job_id), name=job.name, data=_loads(job.data), opts=_loads(job_opts),
-            timestamp=now, delay=max(first - now, 0), priority=job.priority, scheduler_id=scheduler_id,
+            timestamp=now, delay=max(due - now, 0), priority=job.priority, scheduler_id=scheduler_id,
         )  # fmt: skip
 
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
@@ -288,13 +294,16 @@ class AsyncQueue(AsyncQueueReads):
     # --- maintenance ------------------------------------------------------------------------------
     async def clean(self, grace_ms: Any = 0, limit: int = 1000, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` jobs of ``state`` older than ``grace_ms``; returns their ids.
-        Works in bounded batches, so Redis is never blocked for long."""
+        ``limit=0`` means no limit (as BullMQ). Works in bounded batches, so Redis is never blocked
+        for long."""
         grace = _opts.to_ms(grace_ms, "grace_ms")
-        limit = _opts.validate_count(limit, "limit", minimum=1)
+        limit = _opts.validate_count(limit, "limit", minimum=0) or 2**62
         if state not in CLEANABLE:
             from ..errors import InvalidStateError
 
-            raise InvalidStateError(f"cannot clean state {state!r}; allowed: {', '.join(CLEANABLE)}", state=state)
+            raise InvalidStateError(
+                f"cannot clean state {state!r}; allowed: {', '.join(CLEANABLE)}", option="state", state=str(state)
+            )
         state = "wait" if state == "waiting" else state
         cutoff = _now() - grace
         removed: list[str] = []
@@ -309,9 +318,10 @@ class AsyncQueue(AsyncQueueReads):
         return removed
 
     async def drain(self, delayed: bool = False) -> int:
-        """Delete every waiting/prioritized job (and delayed ones if ``delayed``); returns how many.
-        Current scheduler iterations are kept. Removal is by id (no BullMQ 6.7 trim bug)."""
-        total, cursor = 0, "0,0,0"
+        """Delete every waiting/prioritized job, a legacy ``paused`` list's jobs too (and delayed ones
+        if ``delayed``); returns how many. Current scheduler iterations are kept. Removal is by id
+        (no BullMQ 6.7 trim bug)."""
+        total, cursor = 0, "0,0,0,0"
         while True:
             removed, cursor, more = await self._run("drain", ["1" if delayed else "0", CLEAN_SCAN, cursor])
             total += int(removed)
@@ -328,7 +338,7 @@ class AsyncQueue(AsyncQueueReads):
                 raise JobStateError(f"queue {self.name!r} has active jobs; obliterate(force=True) to delete anyway")
             if left == 0:
                 break
-        for pattern in (self.keys.dedup("*"), f"{self.keys.base}dn:*"):
+        for pattern in (self.keys.glob("de:*"), self.keys.glob("dn:*")):
             batch = [key async for key in self._client.scan_iter(match=pattern, count=1000)]
             for i in range(0, len(batch), 500):
                 await self._client.unlink(*batch[i : i + 500])
@@ -347,7 +357,9 @@ class AsyncQueue(AsyncQueueReads):
         if state not in ("failed", "completed"):
             from ..errors import InvalidStateError
 
-            raise InvalidStateError(f"can only retry 'failed' or 'completed' jobs, got {state!r}", state=state)
+            raise InvalidStateError(
+                f"state must be 'failed' or 'completed' to retry, got {state!r}", option="state", state=str(state)
+            )
         _ids, codes = await self._run("retry_jobs", [state, 1, 0, "1" if reset_attempts else "0", 1, str(job_id)])
         if int(codes[0]) != 1:
             raise error_from_code(int(codes[0]), job_id=str(job_id), command=f"retry from {state}")
@@ -358,14 +370,16 @@ class AsyncQueue(AsyncQueueReads):
         if state not in ("failed", "completed"):
             from ..errors import InvalidStateError
 
-            raise InvalidStateError(f"can only retry 'failed' or 'completed' jobs, got {state!r}", state=state)
+            raise InvalidStateError(
+                f"state must be 'failed' or 'completed' to retry, got {state!r}", option="state", state=str(state)
+            )
         count = _opts.validate_count(count, "count", minimum=1)
         before = _now() if timestamp is None else _sched.to_epoch_ms(timestamp, "timestamp")
         total = 0
         while True:
-            ids, _codes = await self._run("retry_jobs", [state, count, before, "0", 0])
+            ids, codes = await self._run("retry_jobs", [state, count, before, "0", 0])
             total += len(ids)
-            if len(ids) < count:
+            if len(codes) < count:  # codes: one per job examined (ids whose hash is gone are dropped)
                 return total
 
     async def promote_job(self, job_id: str) -> None:
@@ -379,9 +393,9 @@ class AsyncQueue(AsyncQueueReads):
         count = _opts.validate_count(count, "count", minimum=1)
         total = 0
         while True:
-            ids, _codes = await self._run("promote", [count, 0])
+            ids, codes = await self._run("promote", [count, 0])
             total += len(ids)
-            if len(ids) < count:
+            if len(codes) < count:  # codes: one per job examined (ids whose hash is gone are dropped)
                 return total
 
     # --- per-job updates (also reached through Job methods) --------------------------------------

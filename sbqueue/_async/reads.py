@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .._core.keys import QueueKeys
 from .._core.records import decode_job_hash
 from .._core.states import DEFAULT_COUNT_STATES, STATE_KEYS, check_states
@@ -20,7 +22,10 @@ class AsyncQueueReads:
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None. Tolerates hashes written by any peer."""
-        raw = await self._client.hgetall(self.keys.job(str(job_id)))
+        try:
+            raw = await self._client.hgetall(self.keys.job(str(job_id)))
+        except ResponseError:  # WRONGTYPE: the id names one of the queue's own keys, not a job
+            return None
         return Job.from_hash(self, str(job_id), raw) if raw else None
 
     async def get_jobs_by_ids(self, ids: list[str]) -> list[Job]:
@@ -28,8 +33,13 @@ class AsyncQueueReads:
         async with self._client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
-            raws = await pipe.execute()
-        return [Job.from_hash(self, jid, raw) for jid, raw in zip(ids, raws, strict=True) if raw]
+            raws = await pipe.execute(raise_on_error=False)
+        # skip ids whose hash is gone, and ids naming a non-hash key (WRONGTYPE error in place)
+        return [
+            Job.from_hash(self, jid, raw)
+            for jid, raw in zip(ids, raws, strict=True)
+            if raw and not isinstance(raw, Exception)
+        ]
 
     async def get_job_state(self, job_id: str) -> str:
         """``completed``, ``failed``, ``delayed``, ``prioritized``, ``active``, ``waiting``, ``paused``,
@@ -87,13 +97,15 @@ class AsyncQueueReads:
         ids: list[str] = []
         for state in check_states(states):
             ids += await self.get_job_ids(state, start, end, asc)
-        return await self.get_jobs_by_ids(ids)
+        return await self.get_jobs_by_ids(list(dict.fromkeys(ids)))  # an id listed twice comes once
 
     async def get_waiting(self, start: int = 0, end: int = -1) -> list[Job]:
-        return await self.get_jobs(["waiting"], start, end)
+        """Waiting jobs, next to run first (as BullMQ's ``getWaiting``)."""
+        return await self.get_jobs(["waiting"], start, end, asc=True)
 
     async def get_active(self, start: int = 0, end: int = -1) -> list[Job]:
-        return await self.get_jobs(["active"], start, end)
+        """Active jobs, longest-running first (as BullMQ's ``getActive``)."""
+        return await self.get_jobs(["active"], start, end, asc=True)
 
     async def get_delayed(self, start: int = 0, end: int = -1) -> list[Job]:
         return await self.get_jobs(["delayed"], start, end, asc=True)

@@ -84,7 +84,11 @@ class QueueKeys:
     @property
     def pattern(self) -> str:
         """SCAN pattern matching every key of this queue (glob-escaped)."""
-        return _glob_escape(self.base) + "*"
+        return self.glob("*")
+
+    def glob(self, suffix_pattern: str) -> str:
+        """SCAN pattern ``<prefix>:<queue>:<suffix_pattern>`` with the queue's part glob-escaped."""
+        return _glob_escape(self.base) + suffix_pattern
 
     @property
     def encoded_name(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import DataError, InvalidJobIdError, InvalidOptionError
+from .keys import QUEUE_KEYS
 
 PRIORITY_MAX = 2**21 - 1
 #: Default upper bound for one job's data JSON (Redis strings may hold 512 MiB).
@@ -50,6 +51,10 @@ CAMEL_ALIASES: dict[str, str] = {
 }
 
 _INTEGER_LIKE = re.compile(r"^-?\d+$")
+#: A job's hash is ``<prefix>:<queue>:<id>``: these ids would land on the queue's own keys.
+RESERVED_JOB_IDS = frozenset(QUEUE_KEYS) | {"priority", "delay"}
+#: First segments of ids (with colons) that name queue keys: de:<id>, dn:<id>, metrics:…, repeat:<id>:…
+RESERVED_ID_PREFIXES = ("de", "dn", "metrics", "repeat")
 
 
 def _is_int(value: Any) -> bool:
@@ -89,6 +94,13 @@ def validate_job_id(job_id: Any) -> str:
     if ":" in job_id and len(job_id.split(":")) != 3:
         raise InvalidJobIdError(
             f"job_id {job_id!r} contains ':'; ids with colons must have exactly 3 parts (a:b:c)",
+            option="job_id",
+        )
+    if job_id in RESERVED_JOB_IDS or (":" in job_id and job_id.split(":")[0] in RESERVED_ID_PREFIXES):
+        raise InvalidJobIdError(
+            f"job_id {job_id!r} would collide with the queue's own keys; reserved: "
+            f"{', '.join(sorted(n for n in RESERVED_JOB_IDS if ':' not in n))} and ids starting with "
+            f"{', '.join(p + ':' for p in RESERVED_ID_PREFIXES)}",
             option="job_id",
         )
     if len(job_id) > 4096 or any(ord(c) < 32 for c in job_id):
@@ -248,10 +260,11 @@ def prepare_job(name: Any, data: Any, options: Mapping[str, Any], *, max_bytes: 
     job_id = options.get("job_id")
     if job_id is not None:
         stored["jobId"] = validate_job_id(job_id)
-    priority = validate_priority(options.get("priority", 0) or 0)
+    # None means "not given"; any other value is checked (False, "" or 0.0 are not silently 0)
+    priority = 0 if options.get("priority") is None else validate_priority(options["priority"])
     if priority:
         stored["priority"] = priority
-    delay = to_ms(options.get("delay", 0) or 0, "delay")
+    delay = 0 if options.get("delay") is None else to_ms(options["delay"], "delay")
     if delay:
         stored["delay"] = delay
     lifo = options.get("lifo", False)

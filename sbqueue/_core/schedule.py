@@ -39,7 +39,9 @@ def zone(tz: Any) -> dt.tzinfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidOptionError(f"unknown timezone {tz!r}; use an IANA name like 'UTC'", option="tz") from None
+        raise InvalidOptionError(
+            f"tz {tz!r} is not a known timezone; use an IANA name like 'UTC'", option="tz"
+        ) from None
 
 
 def next_cron(pattern: str, tz: str | None, after_ms: int) -> int:

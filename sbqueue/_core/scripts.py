@@ -51,6 +51,7 @@ SPECS: dict[str, ScriptSpec] = {
               "priority", "n_fields"),
         _spec("schedule_next", "scheduler_id", "producer_id", "next_ms", "now", "job_opts", "priority"),
         _spec("remove_scheduler", "scheduler_id"),
+        _spec("recover_stalled", "now", "mode", "force", "reason", "n_ids"),
     )
 }  # fmt: skip
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .._core.keys import QueueKeys
 from .._core.records import decode_job_hash
 from .._core.states import DEFAULT_COUNT_STATES, STATE_KEYS, check_states
@@ -21,7 +23,10 @@ class QueueReads:
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None. Tolerates hashes written by any peer."""
-        raw = self._client.hgetall(self.keys.job(str(job_id)))
+        try:
+            raw = self._client.hgetall(self.keys.job(str(job_id)))
+        except ResponseError:  # WRONGTYPE: the id names one of the queue's own keys, not a job
+            return None
         return Job.from_hash(self, str(job_id), raw) if raw else None
 
     def get_jobs_by_ids(self, ids: list[str]) -> list[Job]:
@@ -29,8 +34,13 @@ class QueueReads:
         with self._client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
-            raws = pipe.execute()
-        return [Job.from_hash(self, jid, raw) for jid, raw in zip(ids, raws, strict=True) if raw]
+            raws = pipe.execute(raise_on_error=False)
+        # skip ids whose hash is gone, and ids naming a non-hash key (WRONGTYPE error in place)
+        return [
+            Job.from_hash(self, jid, raw)
+            for jid, raw in zip(ids, raws, strict=True)
+            if raw and not isinstance(raw, Exception)
+        ]
 
     def get_job_state(self, job_id: str) -> str:
         """``completed``, ``failed``, ``delayed``, ``prioritized``, ``active``, ``waiting``, ``paused``,
@@ -88,13 +98,15 @@ class QueueReads:
         ids: list[str] = []
         for state in check_states(states):
             ids += self.get_job_ids(state, start, end, asc)
-        return self.get_jobs_by_ids(ids)
+        return self.get_jobs_by_ids(list(dict.fromkeys(ids)))  # an id listed twice comes once
 
     def get_waiting(self, start: int = 0, end: int = -1) -> list[Job]:
-        return self.get_jobs(["waiting"], start, end)
+        """Waiting jobs, next to run first (as BullMQ's ``getWaiting``)."""
+        return self.get_jobs(["waiting"], start, end, asc=True)
 
     def get_active(self, start: int = 0, end: int = -1) -> list[Job]:
-        return self.get_jobs(["active"], start, end)
+        """Active jobs, longest-running first (as BullMQ's ``getActive``)."""
+        return self.get_jobs(["active"], start, end, asc=True)
 
     def get_delayed(self, start: int = 0, end: int = -1) -> list[Job]:
         return self.get_jobs(["delayed"], start, end, asc=True)

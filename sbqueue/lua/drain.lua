@@ -1,4 +1,5 @@
 --[[ drain — delete waiting (and optionally delayed) jobs, by id, one bounded batch per call.
+  Waiting means wait, prioritized and a legacy v5 `paused` list (as BullMQ 6.7 drains it too).
 
   Unlike BullMQ 6.7 (which trims `wait` by count and can leave ids without hashes, spec §23), every
   removal here is by id, and the current iteration of each job scheduler stays where it is.
@@ -6,7 +7,8 @@
   KEYS: queue
   ARGV[1] delayed     "1" = also drain the delayed set
   ARGV[2] batch       at most this many entries examined per state in this call
-  ARGV[3] cursor      entries kept (scheduler iterations) in earlier calls, per state: "wait,prio,delayed"
+  ARGV[3] cursor      entries kept (scheduler iterations) in earlier calls, per state:
+                      "wait,prioritized,paused,delayed"
 
   Returns: {removed count, next cursor, more (1 = call again)}
   Events: none (as BullMQ)
@@ -15,13 +17,14 @@ local batch = tonumber(ARGV[2])
 local cur = {}
 for n in string.gmatch(ARGV[3], "[^,]+") do cur[#cur + 1] = tonumber(n) end
 local removed, more = 0, 0
-local states = {"wait", "prioritized"}
-if ARGV[1] == "1" then states[3] = "delayed" end
+local states = {"wait", "prioritized", "paused"}
+if ARGV[1] == "1" then states[4] = "delayed" end
 for s = 1, #states do
   local state = states[s]
   local key = K[state]
   local entries
-  if state == "wait" then
+  local isList = state == "wait" or state == "paused"
+  if isList then
     entries = redis.call("LRANGE", key, cur[s], cur[s] + batch - 1)
   else
     entries = redis.call("ZRANGE", key, cur[s], cur[s] + batch - 1)
@@ -31,7 +34,7 @@ for s = 1, #states do
     if is_current_iteration(prefix .. id, id) then
       cur[s] = cur[s] + 1
     else
-      if state == "wait" then redis.call("LREM", key, 1, id) else redis.call("ZREM", key, id) end
+      if isList then redis.call("LREM", key, 1, id) else redis.call("ZREM", key, id) end
       delete_job(id)
       removed = removed + 1
     end
@@ -40,4 +43,4 @@ for s = 1, #states do
 end
 if ARGV[1] == "1" then update_delay_marker() end
 if redis.call("ZCARD", K["prioritized"]) == 0 then redis.call("DEL", K["pc"]) end
-return {removed, cur[1] .. "," .. cur[2] .. "," .. (cur[3] or 0), more}
+return {removed, cur[1] .. "," .. cur[2] .. "," .. cur[3] .. "," .. (cur[4] or 0), more}

@@ -60,7 +60,7 @@ local function apply_retention(setKey, keepCount, keepAge)
   end
 end
 
-local settled = 0
+local settled, finished = 0, 0
 local n = tonumber(ARGV[9])
 for f = 0, n - 1 do
   local b = 10 + f * 9
@@ -79,6 +79,7 @@ for f = 0, n - 1 do
     redis.call("SREM", K["stalled"], id)
     local flags = ARGV[b + 8]
     if kind == "completed" or kind == "failed" then
+      finished = finished + 1
       local atm = redis.call("HINCRBY", jobKey, "atm", 1)
       local keepCount, keepAge = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
       local target = K[kind]
@@ -130,7 +131,8 @@ for f = 0, n - 1 do
   codes[#codes + 1] = code
 end
 
-if settled > 0 and redis.call("LLEN", K["wait"]) == 0 and redis.call("LLEN", K["active"]) == 0
+-- as BullMQ's moveToFinished: only a completed/failed job (not a retry or a move to delayed) drains
+if finished > 0 and redis.call("LLEN", K["wait"]) == 0 and redis.call("LLEN", K["active"]) == 0
     and redis.call("ZCARD", K["prioritized"]) == 0 then
   emit("drained")
 end
@@ -148,6 +150,18 @@ if want > 0 then
     if limitMs == 0 then limitMs = tonumber(meta[4] or "0") or 0 end
     local concurrency = tonumber(meta[2] or "0") or 0
     local workerId, workerName, lockMs = ARGV[2], ARGV[3], tonumber(ARGV[4])
+    if not (limitMax > 0 and limitMs > 0) then
+      -- no limiter here, but a manual rate limit (queue.rate_limit / RateLimitError: the counter set
+      -- to 2^53-1 with a TTL) holds every worker
+      local used = tonumber(redis.call("GET", K["limiter"]) or "0") or 0
+      if used >= 9007199254740991 then
+        local ttl = redis.call("PTTL", K["limiter"])
+        if ttl > 0 then
+          rateTtl = ttl
+          want = 0
+        end
+      end
+    end
     local tries = 0
     while #jobs < want and tries < want * 2 + 10 do
       tries = tries + 1
@@ -157,7 +171,9 @@ if want > 0 then
         if used >= limitMax then
           rateTtl = redis.call("PTTL", K["limiter"])
           if rateTtl > 0 then break end
-          if rateTtl < 0 then redis.call("DEL", K["limiter"]) end  -- a counter without TTL would block forever
+          -- expiring this very ms (PTTL 0) or a counter without TTL (-1): start a fresh window, as
+          -- BullMQ does (INCR on the dying key would let a whole batch through uncounted)
+          redis.call("DEL", K["limiter"])
           rateTtl = 0
         end
       end
@@ -194,6 +210,12 @@ if want > 0 then
       redis.call("DEL", K["pc"])
     end
   end
+end
+
+-- under a global concurrency cap, a slot freed here may be what another worker is waiting for
+if settled > 0 and redis.call("HEXISTS", K["meta"], "concurrency") == 1
+    and redis.call("LLEN", K["wait"]) + redis.call("ZCARD", K["prioritized"]) > 0 then
+  wake_workers()
 end
 
 local nextDelayed = 0

@@ -15,21 +15,35 @@
 
   Returns: the id of the pending iteration
   Events: added + delayed|waiting (a replaced pending iteration is deleted without an event)
+
+  As BullMQ: an update keeps the iteration count `ic`, and when `every` is unchanged the replaced
+  pending iteration's time slot is kept (so an idempotent upsert at start-up does not run it early).
 ]]
 local sid = ARGV[1]
 local skey = prefix .. "repeat:" .. sid
+local nextMs = tonumber(ARGV[2])
 local old = redis.call("ZSCORE", K["repeat"], sid)
-if old then drop_pending_iteration(sid, old, false) end
-local ic = tonumber(redis.call("HGET", skey, "ic") or "0") or 0
+local prev = redis.call("HMGET", skey, "ic", "every")
+local ic = tonumber(prev[1] or "1") or 1
+local newEvery = nil
+for i = 0, tonumber(ARGV[9]) - 1 do
+  if ARGV[10 + i * 2] == "every" then newEvery = ARGV[11 + i * 2] end
+end
+local keepSlot = false
+if old and drop_pending_iteration(sid, old, false) and newEvery and prev[2] == newEvery then
+  nextMs = tonumber(old)
+  keepSlot = true
+end
 redis.call("DEL", skey)
-local fields = {"name", ARGV[4], "ic", ic + 1}
+local fields = {"name", ARGV[4], "ic", ic}
 if ARGV[5] ~= "{}" then fields[#fields + 1] = "data"; fields[#fields + 1] = ARGV[5] end
 if ARGV[6] ~= "{}" then fields[#fields + 1] = "opts"; fields[#fields + 1] = ARGV[6] end
 for i = 0, tonumber(ARGV[9]) - 1 do
-  fields[#fields + 1] = ARGV[10 + i * 2]
-  fields[#fields + 1] = ARGV[11 + i * 2]
+  local field, value = ARGV[10 + i * 2], ARGV[11 + i * 2]
+  if keepSlot and field == "offset" then value = math.fmod(nextMs, tonumber(newEvery)) end
+  fields[#fields + 1] = field
+  fields[#fields + 1] = value
 end
 redis.call("HSET", skey, unpack(fields))
-local nextMs = tonumber(ARGV[2])
 redis.call("ZADD", K["repeat"], nextMs, sid)
 return add_iteration(sid, nextMs, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8]))

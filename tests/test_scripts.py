@@ -1,0 +1,136 @@
+"""The Lua scripts against the one place that knows their arguments (``sbqueue._core.scripts.SPECS``).
+
+Every script file has a header documenting KEYS, ARGV, returns and events; the ARGV names must match
+SPECS; every negative code a script can return must map to an exception through
+``sbqueue.errors.SCRIPT_ERRORS`` or be handled explicitly by its caller; every script compiles on the
+test Redis.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import redis
+
+import sbqueue
+from sbqueue._core.keys import QUEUE_KEYS, QueueKeys
+from sbqueue._core.scripts import FINISH_FIELDS, SPECS, header_argv, prelude, script_names, source
+from sbqueue._scripting import ScriptRunner, scripts_for
+from sbqueue.errors import SCRIPT_ERRORS, ScriptError, error_from_code
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA = resources.files("sbqueue").joinpath("lua")
+#: negative codes a caller handles itself instead of through SCRIPT_ERRORS: code -> (caller, how)
+HANDLED_EXPLICITLY = {-12: ("obliterate", "JobStateError: the queue has active jobs")}
+
+_NEGATIVE = re.compile(r"(?:return|code\s*=)\s*-(\d+)\b")
+
+
+def _body(name: str) -> str:
+    return LUA.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _header(name: str) -> str:
+    match = re.search(r"--\[\[(.*?)\]\]", _body(name), re.S)
+    assert match, f"{name}.lua has no --[[ header ]]"
+    return match.group(1)
+
+
+def _codes(text: str) -> set[int]:
+    return {-int(n) for n in _NEGATIVE.findall(text)}
+
+
+def test_every_script_file_has_a_spec_and_every_spec_a_file() -> None:
+    names = script_names()
+    assert names and set(names) == set(SPECS)
+
+
+@pytest.mark.parametrize("name", script_names())
+def test_header_documents_keys_argv_returns_and_events(name: str) -> None:
+    header = _header(name)
+    assert header.strip().startswith(f"{name} —"), f"{name}.lua header must start with its name"
+    assert re.search(r"^\s*KEYS: queue\b", header, re.M)
+    assert re.search(r"^\s*Returns:", header, re.M)
+    assert re.search(r"^\s*Events:", header, re.M)
+    numbers = [int(n) for n in re.findall(r"^\s*ARGV\[(\d+)\]", header, re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), f"{name}: ARGV numbering {numbers}"
+    assert header_argv(name) == list(SPECS[name].argv)
+
+
+@pytest.mark.parametrize("name", script_names())
+def test_every_returned_negative_code_is_documented_and_mapped(name: str) -> None:
+    body = _body(name)
+    codes = _codes(body)
+    header = _header(name)
+    for code in codes:
+        assert str(code) in header, f"{name}.lua returns {code} but its header does not say so"
+        assert code in SCRIPT_ERRORS or code in HANDLED_EXPLICITLY, f"{name}.lua code {code} is not mapped"
+
+
+def test_includes_return_no_negative_codes_of_their_own() -> None:
+    for path in LUA.joinpath("includes").iterdir():
+        assert not _codes(path.read_text(encoding="utf-8")), path.name
+
+
+def test_explicitly_handled_codes_are_handled_by_their_caller() -> None:
+    queue_src = (ROOT / "sbqueue" / "_async" / "queue.py").read_text()
+    for code, (script, _how) in HANDLED_EXPLICITLY.items():
+        assert code in _codes(_body(script))
+        assert f"== {code}" in queue_src, f"sbqueue/_async/queue.py does not check code {code} of {script}"
+
+
+@pytest.mark.parametrize("code", sorted(SCRIPT_ERRORS))
+def test_error_from_code_builds_the_mapped_exception(code: int) -> None:
+    cls, _template = SCRIPT_ERRORS[code]
+    err = error_from_code(code, job_id="7", command="remove")
+    assert type(err) is cls and isinstance(err, sbqueue.SbqueueError)
+    assert err.code == code and err.job_id == "7" and "7" in str(err)
+
+
+def test_unknown_code_is_a_script_error() -> None:
+    err = error_from_code(-99, job_id="x", command="thing")
+    assert isinstance(err, ScriptError) and err.code == -99 and "-99" in str(err)
+
+
+def test_finish_group_fields_match_the_header() -> None:
+    header = _header("finish_and_fetch")
+    documented = re.search(r"each of (\d+) values:\s*\n\s*([\w, ]+)\n", header)
+    assert documented, "finish_and_fetch header must list the finish group fields"
+    assert int(documented.group(1)) == len(FINISH_FIELDS)
+    assert [f.strip() for f in documented.group(2).split(",")] == list(FINISH_FIELDS)
+
+
+def test_prelude_follows_queue_keys_and_scripts_use_only_known_keys() -> None:
+    text = prelude()
+    for i, name in enumerate(QUEUE_KEYS, 1):
+        assert f'["{name}"] = KEYS[{i}]' in text
+    for name in [*script_names(), *(f"includes/{p.name[:-4]}" for p in LUA.joinpath("includes").iterdir())]:
+        used = set(re.findall(r'K\["([\w:-]+)"\]', LUA.joinpath(f"{name}.lua").read_text(encoding="utf-8")))
+        assert used <= set(QUEUE_KEYS), (name, used - set(QUEUE_KEYS))
+        for inc in re.findall(r"^--@include (\w+)", LUA.joinpath(f"{name}.lua").read_text(), re.M):
+            assert LUA.joinpath("includes", f"{inc}.lua").is_file(), (name, inc)
+
+
+@pytest.mark.parametrize("name", script_names())
+def test_script_compiles_on_redis(r: redis.Redis, name: str) -> None:
+    sha = r.script_load(source(name))
+    assert r.script_exists(sha) == [True]
+    assert "--@include" not in source(name)
+
+
+def test_runner_registers_once_per_client_and_checks_argument_counts(r: redis.Redis, prefix: str) -> None:
+    assert scripts_for(r) is scripts_for(r)
+    run = ScriptRunner(r, QueueKeys(prefix, "q"))
+    with pytest.raises(TypeError, match="remove_job"):
+        run("remove_job", [])
+    assert run("remove_job", ["nope"]) == -1
+
+
+def test_generated_sync_flavour_is_up_to_date() -> None:
+    check = subprocess.run([sys.executable, "tools/unasync.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
