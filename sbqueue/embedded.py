@@ -187,8 +187,14 @@ def status(home: str | os.PathLike[str] | None = None) -> ServerInfo | None:
     return None
 
 
-def ensure_server(home: str | os.PathLike[str] | None = None, binary: str | None = None) -> ServerInfo:
-    """Return the running embedded server of ``home``, starting it if needed."""
+def ensure_server(
+    home: str | os.PathLike[str] | None = None, binary: str | None = None, config: dict[str, str] | None = None
+) -> ServerInfo:
+    """Return the running embedded server of ``home``, starting it if needed.
+
+    ``config`` overrides settings of :data:`CONFIG` for a newly started server (experiments, e.g.
+    ``{"appendfsync": "always"}``); a server already running keeps its settings.
+    """
     path = home_dir(home)
     info = status(path)
     if info:
@@ -197,10 +203,10 @@ def ensure_server(home: str | os.PathLike[str] | None = None, binary: str | None
         info = status(path)  # another process may have started it while we waited
         if info:
             return info
-        return _start(path, binary or find_binary())
+        return _start(path, binary or find_binary(), {**CONFIG, **(config or {})})
 
 
-def _start(home: Path, binary: str) -> ServerInfo:
+def _start(home: Path, binary: str, config: dict[str, str]) -> ServerInfo:
     version = ".".join(str(x) for x in binary_version(binary))
     port = _free_port()
     args = [
@@ -216,8 +222,8 @@ def _start(home: Path, binary: str) -> ServerInfo:
         "--logfile",
         str(home / "redis.log"),
     ]
-    for key, value in CONFIG.items():
-        args += [f"--{key}", *value.split(" ")] if key == "save" else [f"--{key}", value]
+    for key, value in config.items():
+        args += [f"--{key}", *value.split(" ")] if key == "save" and value else [f"--{key}", value]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         raise ConnectionFailedError(f"redis-server failed to start: {proc.stderr or proc.stdout}")

@@ -171,7 +171,8 @@ def test_config_audit(r: redis.Redis, prefix: str, insp: Inspector, monkeypatch:
         assert setting in server.index, setting
     policy = server.loc["maxmemory-policy"]
     assert policy.recommended == "noeviction"
-    assert policy.severity == ("ok" if policy.value == "noeviction" else policy.severity)
+    expected = "ok" if policy.value == "noeviction" else "critical" if policy.value.startswith("allkeys") else "warning"
+    assert policy.severity == expected
     assert set(df.severity) <= {"ok", "info", "warning", "critical", "unknown"}
     kept = df[df.scope == "kept"].set_index("setting")
     assert kept.loc["retention completed"].severity == "warning" and kept.loc["retention failed"].severity == "ok"

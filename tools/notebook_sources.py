@@ -188,3 +188,264 @@ RUNBOOKS = {
 }
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {**RUNBOOKS}
+
+
+# --- teaching and tuning notebooks -------------------------------------------------------------------------
+
+WAIT_HELPER = '''
+import time
+
+
+def wait_until(predicate, timeout=60.0):
+    """Poll until predicate() is true (the worker runs in a background thread)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+'''
+
+QUICKSTART = [
+    ("md", "# 01 · Quickstart\n\nAdd jobs, process them with a worker, look at them as a DataFrame and a chart. "
+           "With no `SBQUEUE_REDIS_URL`/`REDIS_URL` set, sbqueue starts (or reuses) its embedded Redis."),
+    ("parameters", '''redis_url = None  # Redis URL, or None: SBQUEUE_REDIS_URL, then REDIS_URL, then the embedded server
+prefix = "nb-quickstart"  # key prefix for this notebook (its queue is reset below)
+jobs = 20  # how many jobs to add
+'''),
+    ("code", "import sbqueue\nfrom sbqueue import charts\nfrom sbqueue.inspection import Inspector\n" + WAIT_HELPER),
+    ("md", "## A queue and some jobs"),
+    ("code", '''queue = sbqueue.Queue("squares", connection=redis_url, prefix=prefix)
+queue.obliterate(force=True)  # a fresh start every run
+for x in range(jobs):
+    queue.add("square", {"x": x})
+print(queue.get_job_counts("waiting", "completed"))'''),
+    ("md", "## A worker\n\nA plain function runs in a thread pool; an `async def` would run on the worker's event loop."),
+    ("code", '''def square(job):
+    return job.data["x"] ** 2
+
+
+worker = sbqueue.Worker("squares", square, connection=redis_url, prefix=prefix, concurrency=4).start()
+wait_until(lambda: queue.get_job_counts("completed")["completed"] == jobs)
+worker.close()
+print(queue.get_job_counts("waiting", "active", "completed", "failed"))'''),
+    ("md", "## Jobs as a DataFrame"),
+    ("code", '''insp = Inspector(redis_url, prefix, progress=False)
+done = insp.jobs("squares", "completed")
+assert len(done) == jobs
+print(sorted(done["returnvalue"]) == sorted(x * x for x in range(jobs)))
+print(done.dtypes[["timestamp", "wait_s", "run_s"]].to_dict())'''),
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# (the chart embeds random ids and timestamps)\ncharts.counts(insp.queues())"),
+]
+
+ANALYSIS = [
+    ("md", "# 02 · Queue analysis\n\nData-science style questions on a queue: wait and run time distributions by "
+           "job name, failure rates, the event timeline, and an export to Parquet."),
+    ("parameters", '''redis_url = None  # Redis URL, or None: SBQUEUE_REDIS_URL, then REDIS_URL, then the embedded server
+prefix = "nb-analysis"  # key prefix for this notebook
+jobs = 200  # jobs to generate (raise it for a meatier analysis)
+'''),
+    ("code", "import random\n\nimport sbqueue\nfrom sbqueue import charts\nfrom sbqueue.inspection import Inspector\n"
+             + WAIT_HELPER),
+    ("code", '''queue = sbqueue.Queue("reports", connection=redis_url, prefix=prefix)
+queue.obliterate(force=True)
+rng = random.Random(42)
+kinds = {"thumbnail": 0.002, "pdf": 0.01, "email": 0.001}
+queue.add_bulk([{"name": name, "data": {"n": i, "fail": rng.random() < 0.1}}
+                for i in range(jobs) for name in [rng.choice(list(kinds))]])
+
+
+def work(job):
+    time.sleep(kinds[job.name] * rng.uniform(0.5, 1.5))
+    if job.data["fail"]:
+        raise RuntimeError(f"{job.name} renderer crashed")
+    return {"bytes": 1000 + job.data["n"]}
+
+
+worker = sbqueue.Worker("reports", work, connection=redis_url, prefix=prefix, concurrency=8).start()
+wait_until(lambda: sum(queue.get_job_counts("completed", "failed").values()) == jobs)
+worker.close()
+insp = Inspector(redis_url, prefix, progress=False)
+df = insp.jobs("reports", ["completed", "failed"])
+df.groupby(["name", "state"]).size().unstack(fill_value=0)'''),
+    ("md", "## Wait and run times by job name (seconds)"),
+    ("code", "df.groupby('name')[['wait_s', 'run_s']].describe(percentiles=[0.5, 0.95]).round(4)"),
+    ("code", "charts.latency(df)"),
+    ("md", "## Failure rate by name, and the failure signatures"),
+    ("code", '''rates = df.assign(failed=df["state"] == "failed").groupby("name")["failed"].mean().rename("failure_rate")
+assert rates.between(0, 1).all()
+rates.round(3)'''),
+    ("code", "insp.failures('reports')[['signature', 'count', 'names']]"),
+    ("md", "## The event timeline"),
+    ("code", "events = insp.events('reports')\nevents['event'].value_counts()"),
+    ("code", "charts.timeline(events)"),
+    ("md", "## Export"),
+    ("code", '''import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+path = Inspector.export(df.drop(columns=["data", "opts", "returnvalue", "progress"]), Path(tempfile.mkdtemp()) / "jobs.parquet")
+back = pd.read_parquet(path)
+assert len(back) == len(df)
+print(path.name, len(back), "rows")'''),
+]
+
+CONCURRENCY = [
+    ("md", "# 03 · Tuning: worker concurrency\n\nThroughput and latency against concurrency for an I/O-bound and a "
+           "CPU-bound processor. Defaults are small so CI stays fast; raise `jobs` and add concurrencies to scale up."),
+    ("parameters", '''redis_url = None  # Redis URL, or None: SBQUEUE_REDIS_URL, then REDIS_URL, then the embedded server
+prefix = "nb-tuning"  # key prefix for this notebook
+jobs = 200  # jobs per measurement
+concurrencies = [1, 4, 16, 64]  # worker concurrency settings to compare
+io_ms = 5  # simulated I/O wait per job (ms)
+cpu_loops = 20000  # simulated CPU work per job (loop iterations)
+'''),
+    ("code", "import asyncio\nimport time\n\nimport pandas as pd\n\nimport sbqueue\nfrom sbqueue import charts\nfrom sbqueue.inspection import Inspector"),
+    ("code", '''async def io_bound(job):
+    await asyncio.sleep(io_ms / 1000)
+
+
+def cpu_bound(job):
+    return sum(i * i for i in range(cpu_loops)) % 7
+
+
+def measure(kind, processor, concurrency):
+    queue = sbqueue.Queue(f"tune-{kind}", connection=redis_url, prefix=prefix)
+    queue.obliterate(force=True)
+    queue.add_bulk([{"name": kind, "data": {"i": i}} for i in range(jobs)])
+    worker = sbqueue.Worker(queue.name, processor, connection=redis_url, prefix=prefix, concurrency=concurrency)
+    start = time.perf_counter()
+    worker.start()
+    while worker.processed < jobs:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    worker.close()
+    done = Inspector(redis_url, prefix, progress=False).jobs(queue.name, "completed")
+    return {"kind": kind, "concurrency": concurrency, "throughput": jobs / elapsed,
+            "p50_latency_s": (done["wait_s"] + done["run_s"]).median(), "p95_latency_s": (done["wait_s"] + done["run_s"]).quantile(0.95)}
+
+
+results = pd.DataFrame([measure(kind, fn, c) for kind, fn in [("io", io_bound), ("cpu", cpu_bound)] for c in concurrencies])
+results.round(3)'''),
+    ("code", "charts.tuning(results, x='concurrency', y='throughput', color='kind', x_title='concurrency (jobs in flight)', y_title='throughput (jobs/s)', log_x=True)"),
+    ("md", "## Conclusion (computed from the numbers above)"),
+    ("code", '''io = results[results["kind"] == "io"].set_index("concurrency")["throughput"]
+cpu = results[results["kind"] == "cpu"].set_index("concurrency")["throughput"]
+print(f"I/O-bound: {io.iloc[0]:.0f} -> {io.iloc[-1]:.0f} jobs/s from concurrency {io.index[0]} to {io.index[-1]} "
+      f"({io.iloc[-1] / io.iloc[0]:.1f}x): waiting overlaps, so concurrency pays.")
+print(f"CPU-bound: {cpu.iloc[0]:.0f} -> {cpu.iloc[-1]:.0f} jobs/s ({cpu.iloc[-1] / cpu.iloc[0]:.1f}x): the GIL serialises "
+      "Python CPU work; scale with more worker processes instead.")
+assert io.iloc[-1] > io.iloc[0]'''),
+]
+
+PERSISTENCE = [
+    ("md", "# 04 · Tuning: persistence\n\nThe durability/speed trade-off of the deployment guide, measured: add "
+           "latency and throughput under `appendfsync always | everysec | no`, with RDB snapshots on or off. Each "
+           "setting runs on its own temporary redis-server that sbqueue starts (your data is never touched)."),
+    ("parameters", '''jobs = 300  # adds per setting (raise for steadier numbers)
+settings = ["always", "everysec", "no"]  # appendfsync values to compare
+'''),
+    ("code", '''import tempfile
+import time
+
+import pandas as pd
+
+import sbqueue
+from sbqueue import charts, embedded
+
+
+def measure(appendfsync, rdb):
+    home = tempfile.mkdtemp(prefix="sbq-persist-")
+    info = embedded.ensure_server(home, config={"appendfsync": appendfsync, "save": "900 1 300 10 60 10000" if rdb else ""})
+    try:
+        queue = sbqueue.Queue("persist", connection=info.url, prefix="exp")
+        latencies = []
+        start = time.perf_counter()
+        for i in range(jobs):
+            t = time.perf_counter()
+            queue.add("write", {"i": i, "pad": "x" * 200})
+            latencies.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - start
+        queue.close()
+    finally:
+        embedded.stop(home)
+    lat = pd.Series(latencies) * 1000
+    return {"appendfsync": appendfsync, "rdb": "on" if rdb else "off", "adds_per_s": jobs / elapsed,
+            "p50_ms": lat.median(), "p99_ms": lat.quantile(0.99)}
+
+
+results = pd.DataFrame([measure(a, rdb) for a in settings for rdb in (True, False)])
+results.round(3)'''),
+    ("code", "charts.tuning(results, x='appendfsync', y='adds_per_s', color='rdb', x_title='appendfsync', y_title='adds per second')"),
+    ("code", '''by = results.groupby("appendfsync")["adds_per_s"].mean()
+print(f"always: {by['always']:.0f}/s, everysec: {by['everysec']:.0f}/s, no: {by['no']:.0f}/s")
+print(f"everysec runs at {by['everysec'] / by['always']:.1f}x the speed of always and {by['everysec'] / by['no']:.0%} of no, "
+      "while losing at most ~1 s of writes on a crash (always: none; no: whatever the OS had not flushed).")
+assert (results["adds_per_s"] > 0).all()'''),
+]
+
+LIMITS = [
+    ("md", "# 05 · Rate limits and priorities, measured"),
+    ("parameters", '''redis_url = None  # Redis URL, or None: SBQUEUE_REDIS_URL, then REDIS_URL, then the embedded server
+prefix = "nb-limits"  # key prefix for this notebook
+limit_max = 5  # jobs per window
+limit_ms = 500  # window length (ms)
+jobs = 20  # jobs for the rate-limit experiment
+'''),
+    ("code", "import pandas as pd\n\nimport sbqueue\nfrom sbqueue.inspection import Inspector\n" + WAIT_HELPER),
+    ("md", "## A worker rate limit: at most `limit_max` jobs per `limit_ms`"),
+    ("code", '''queue = sbqueue.Queue("limited", connection=redis_url, prefix=prefix)
+queue.obliterate(force=True)
+queue.add_bulk([{"name": "call-api", "data": {"i": i}} for i in range(jobs)])
+worker = sbqueue.Worker("limited", lambda job: None, connection=redis_url, prefix=prefix, concurrency=10,
+                        limiter={"max": limit_max, "duration": limit_ms}).start()
+wait_until(lambda: queue.get_job_counts("completed")["completed"] == jobs)
+worker.close()
+done = Inspector(redis_url, prefix, progress=False).jobs("limited", "completed")
+start = done["processed_on"].min()
+window = ((done["processed_on"] - start).dt.total_seconds() * 1000 // limit_ms).astype(int)
+per_window = window.value_counts().sort_index()
+print(per_window.to_dict())
+assert per_window.max() <= limit_max
+print(f"{jobs} jobs took {(done['processed_on'].max() - start).total_seconds():.2f} s "
+      f"(at least {(jobs // limit_max - 1) * limit_ms / 1000:.2f} s by the limit)")'''),
+    ("md", "## Priorities: jobs without a priority first (BullMQ 6 order), then 1 (most urgent), 2, 3"),
+    ("code", '''pq = sbqueue.Queue("prio", connection=redis_url, prefix=prefix)
+pq.obliterate(force=True)
+for i, priority in enumerate([3, 1, 0, 2, 1, 0, 3]):
+    pq.add(f"p{priority}", {"i": i}, priority=priority)
+order = []
+worker = sbqueue.Worker("prio", lambda job: order.append(job.name), connection=redis_url, prefix=prefix, concurrency=1).start()
+wait_until(lambda: len(order) == 7)
+worker.close()
+print(order)
+assert order == ["p0", "p0", "p1", "p1", "p2", "p3", "p3"]'''),
+]
+
+WIDGETS = [
+    ("md", "# 06 · Widgets\n\nThe panels people use during an incident. Destructive actions show what they will do "
+           "and need **Confirm**. (In a report these render as static placeholders; open the notebook in "
+           "JupyterLab to click.)"),
+    ("parameters", '''redis_url = None  # Redis URL, or None: SBQUEUE_REDIS_URL, then REDIS_URL, then the embedded server
+prefix = "nb-widgets"  # key prefix for this notebook
+'''),
+    ("code", '''import sbqueue
+from sbqueue import scenarios
+from sbqueue.widgets import CleanPanel, FailureTriage, JobBrowser, QueueDashboard
+
+conn = sbqueue.connect(redis_url)
+planted = scenarios.failing(conn, prefix, "demo-failing", jobs=40)
+print(planted.description)'''),
+    ("code", "QueueDashboard(connection=conn, prefix=prefix)"),
+    ("code", "browser = JobBrowser(sbqueue.Queue('demo-failing', conn, prefix=prefix), state='failed')\nbrowser"),
+    ("code", "FailureTriage('demo-failing', connection=conn, prefix=prefix)"),
+    ("code", "CleanPanel('demo-failing', connection=conn, prefix=prefix)"),
+]
+
+NOTEBOOKS.update({
+    "notebooks/01-quickstart.ipynb": QUICKSTART,
+    "notebooks/02-queue-analysis.ipynb": ANALYSIS,
+    "notebooks/03-tuning-concurrency.ipynb": CONCURRENCY,
+    "notebooks/04-tuning-persistence.ipynb": PERSISTENCE,
+    "notebooks/05-rate-limits-and-priorities.ipynb": LIMITS,
+    "notebooks/06-widgets.ipynb": WIDGETS,
+})

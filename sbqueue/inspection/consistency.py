@@ -205,7 +205,7 @@ def _check_meta(ctx: Context, queue: str, add: Any) -> None:
     pipe.sscan(keys.key("stalled"), 0, count=1000)
     got = pipe.execute(raise_on_error=False)
     meta, marker = (v if not isinstance(v, Exception) else {} for v in got[:2])
-    wait, paused_list, active, prioritized, delayed = (v if isinstance(v, int) else 0 for v in got[2:7])
+    wait, paused_list, active, prioritized, _delayed = (v if isinstance(v, int) else 0 for v in got[2:7])
     members = dict(marker) if isinstance(marker, list) else {}
     is_paused = "paused" in meta
     for field in ("concurrency", "max", "duration", "opts.maxLenEvents"):
@@ -225,14 +225,10 @@ def _check_meta(ctx: Context, queue: str, add: Any) -> None:
             f"{paused_list} jobs sit in the legacy v5 'paused' list; BullMQ 6 workers never fetch from it",
             "call resume() (pausing first if needed): it moves them to wait")  # fmt: skip
     if not is_paused and wait + prioritized > 0 and active < limit and "0" not in members:
-        add("missing_marker", "warning", keys.key("marker"), None, None,
-            f"{wait + prioritized} jobs are ready but the marker has no '0' entry: idle workers only notice them "
-            "after their drain delay (seconds of extra latency per job)",
+        add("missing_marker", "info", keys.key("marker"), None, None,
+            f"{wait + prioritized} jobs are ready but the marker has no '0' entry: idle workers notice them only "
+            "after their drain delay (a few seconds of latency; can be a moment's state while workers fetch)",
             "resume() or adding any job re-adds the marker (ZADD marker 0 0)")  # fmt: skip
-    if delayed and "1" not in members and not is_paused:
-        add("missing_delay_marker", "info", keys.key("marker"), None, None,
-            "delayed jobs exist but the marker has no '1' (next due) entry: idle workers may promote them late",
-            "any add/promote re-computes it; promote_jobs() runs them now")  # fmt: skip
     if is_paused and "0" in members:
         add("marker_while_paused", "info", keys.key("marker"), None, None,
             "queue is paused but the marker says jobs are ready (workers wake, find the queue paused, sleep)",
