@@ -35,6 +35,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .events import QueueEvents
+from .inspection import Inspector
 from .job import Job
 from .worker import Worker
 
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionFailedError",
     "DataError",
     "DelayedError",
+    "Inspector",
     "InvalidJobIdError",
     "InvalidOptionError",
     "InvalidQueueNameError",

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PUBLIC_API = sorted([
     "AsyncQueue", "ClusterKeyError", "ConfigurationError", "ConnectionFailedError", "DataError", "DelayedError",
-    "InvalidJobIdError", "InvalidOptionError", "InvalidQueueNameError", "InvalidStateError", "Job", "JobControl",
+    "Inspector", "InvalidJobIdError", "InvalidOptionError", "InvalidQueueNameError", "InvalidStateError", "Job",
+    "JobControl",
     "JobLockedError", "JobNotFoundError", "JobState", "JobStateError", "LockMismatchError", "Queue", "QueueEvents",
     "RateLimitError", "RedisVersionError", "SbqueueError", "ScriptError", "UnrecoverableError", "Worker",
     "__version__", "connect", "mask_url",
