@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -399,7 +399,8 @@ class Worker(EventEmitter):
             flags = "e" if attempts_made >= job.max_attempts else ""
             self._queue_group(job, "failed", reason, stack_json, 0, keep, flags, "failed", exc)
         elif delay == 0:
-            self._queue_group(job, "retry", reason, stack_json, 0, (-1, 0), "", None, exc)
+            flags = "l" if job.opts.get("lifo") is True else ""
+            self._queue_group(job, "retry", reason, stack_json, 0, (-1, 0), flags, None, exc)
         else:
             self._queue_group(job, "delay", reason, stack_json, int(time.time() * 1000) + delay, (-1, 0), "", None, exc)
 
@@ -476,7 +477,7 @@ class Worker(EventEmitter):
             await asyncio.sleep(self.stalled_interval / 1000)
 
 
-async def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
     """Cancel and wait for ``tasks``. A cancel that lands just as a redis-py call completes can be
     swallowed (the task then sleeps on, e.g. 30 s in the stalled loop): cancel again until done."""
     for task in tasks:

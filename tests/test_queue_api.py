@@ -167,6 +167,20 @@ def test_dedup_with_ttl(q: Any, r: redis.Redis, k: Any) -> None:
     assert r.lrange(k("wait"), 0, -1) == ["1"]
 
 
+def test_dedup_ttl_window_outlives_the_job(q: Any, r: redis.Redis, k: Any) -> None:
+    """As BullMQ: finishing the job leaves a ttl'd key; only its expiry (or removing the job) ends it."""
+    owner = q.add("dedup", deduplication={"id": "w", "ttl": 60_000})
+    ((job_id, token),) = fetch(q)
+    assert complete(q, job_id, token) == 1
+    assert r.get(k("de:w")) == owner.id and r.pttl(k("de:w")) > 0
+    assert q.add("dedup", deduplication={"id": "w", "ttl": 60_000}).id == owner.id
+    r.set(k("de:gone"), "ghost", px=60_000)  # a window whose job hash is gone still holds
+    assert q.add("dedup", deduplication={"id": "gone", "ttl": 60_000}).id == "ghost"
+    assert q.remove(owner.id) is True  # removing the job ends its window
+    assert not r.exists(k("de:w"))
+    assert q.add("dedup", deduplication={"id": "w", "ttl": 60_000}).id == "4"
+
+
 def test_dedup_without_ttl_lives_until_the_job_finishes(q: Any, r: redis.Redis, k: Any) -> None:
     owner = q.add("dedup", deduplication={"id": "dedup-B"})
     assert r.get(k("de:dedup-B")) == owner.id and r.pttl(k("de:dedup-B")) == -1
@@ -712,6 +726,18 @@ def test_retry_failed_job_to_wait_and_prioritized(q: Any, r: redis.Redis, k: Any
     assert r.zscore(k("marker"), "0") == 0
 
 
+def test_retry_by_id_honours_lifo_bulk_retry_pushes_to_the_head(q: Any, r: redis.Redis, k: Any) -> None:
+    """As BullMQ: reprocessJob RPUSHes a lifo job (it runs next); moveJobsToWait LPUSHes everything."""
+    plain = add_and_finish(q, "failed", "plain")
+    lifo = add_and_finish(q, "failed", "lifo", lifo=True)
+    other_lifo = add_and_finish(q, "failed", "lifo2", lifo=True)
+    q.get_job(plain).retry()
+    q.get_job(lifo).retry()
+    assert r.lrange(k("wait"), 0, -1) == [plain, lifo]  # tail = next to run
+    assert q.retry_jobs() == 1
+    assert r.lrange(k("wait"), 0, -1) == [other_lifo, plain, lifo]
+
+
 def test_retry_completed_job(q: Any, r: redis.Redis, k: Any) -> None:
     job_id = add_and_finish(q, "completed", "c")
     q.get_job(job_id).retry("completed")
@@ -864,7 +890,7 @@ def test_upsert_every_scheduler(q: Any, r: redis.Redis, k: Any) -> None:
     raw = r.hgetall(k(job.id))
     assert raw["rjk"] == "every-2s" and raw["data"] == '{"t":1}' and raw["name"] == "tick"
     opts = json.loads(raw["opts"])
-    assert opts["repeatJobKey"] == "every-2s" and opts["repeat"] == {"every": 2000}
+    assert opts["repeatJobKey"] == "every-2s" and opts["repeat"] == {"every": 2000, "count": 1}
     assert r.lrange(k("wait"), 0, -1) == [job.id] and r.get(k("id")) == "1"
     assert events(r, k("events")) == [
         {"event": "added", "jobId": job.id, "name": "tick"}, {"event": "waiting", "jobId": job.id},
@@ -890,7 +916,10 @@ def test_upsert_cron_scheduler_with_timezone(q: Any, r: redis.Redis, k: Any) -> 
     assert r.hget(k(job.id), "delay") == str(due - int(r.hget(k(job.id), "timestamp")))
     assert events(r, k("events"))[-1] == {"event": "delayed", "jobId": job.id, "delay": str(due)}
     opts = json.loads(r.hget(k(job.id), "opts"))
-    assert opts["removeOnComplete"] is True and opts["attempts"] == 2 and opts["repeat"] == {"pattern": "0 30 2 * * *"}
+    assert opts["removeOnComplete"] is True and opts["attempts"] == 2
+    # what a Node worker reads to compute the next run: pattern, tz, count, prevMillis
+    assert opts["repeat"] == {"pattern": "0 30 2 * * *", "tz": "Asia/Kolkata", "count": 1}
+    assert opts["prevMillis"] == due
     five = q.upsert_job_scheduler("five-field", pattern="*/5 * * * *")
     assert int(five.id.rsplit(":", 1)[1]) % 300_000 == 0
 
@@ -938,6 +967,8 @@ def test_get_job_schedulers(q: Any, r: redis.Redis, k: Any) -> None:
         "limit": 3, "startDate": start, "ic": 1, "iteration_count": 1, "template": {"data": {}, "opts": {}},
     }  # fmt: skip
     assert rows["cron"]["pattern"] == "0 30 2 * * *" and rows["cron"]["tz"] == "UTC"
+    iteration_opts = json.loads(r.hget(k(f"repeat:limited:{start}"), "opts"))
+    assert iteration_opts["repeat"] == {"every": 60_000, "limit": 3, "startDate": start, "count": 1}
     assert rows["cron"]["template"] == {"data": {"kind": "n"}, "opts": {"attempts": 2}}
     assert q.get_job_scheduler("cron")["name"] == "report"
     assert q.get_job_scheduler("nope") is None
@@ -963,6 +994,7 @@ def test_scheduler_next_iteration_is_created_when_the_current_one_is_fetched(q: 
     assert new_id == f"repeat:s:{millis + 2000}"
     assert r.hget(k("repeat:s"), "ic") == "2" and r.zscore(k("repeat"), "s") == millis + 2000
     assert r.hget(k(new_id), "data") == '{"t":1}' and q.get_job_state(new_id) == "delayed"
+    assert json.loads(r.hget(k(new_id), "opts"))["repeat"] == {"every": 2000, "count": 2}
     assert q._schedule_next(q.get_job(job_id), now_ms()) is None  # not the current iteration any more
 
 

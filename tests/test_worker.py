@@ -473,6 +473,45 @@ def test_rate_limit_error_requeues_without_attempt(q: sbqueue.Queue, make_worker
     ]
 
 
+def test_rate_limited_prioritized_job_goes_ahead_of_its_peers(q: sbqueue.Queue, make_worker: Callable[..., Worker],
+                                                              r: redis.Redis, prefix: str) -> None:  # fmt: skip
+    # spec §5/§9: moved back from active, a prioritized job re-enters `prioritized` with counter 0
+    seen: list[str] = []
+
+    def proc(job: Any) -> None:
+        seen.append(job.name)
+        if job.name == "p1a" and job.attempts_started == 1:
+            q.add("plain")  # wait runs before prioritized: it goes next either way
+            job.queue.rate_limit(100)
+            raise RateLimitError()
+
+    a = q.add("p1a", priority=1)
+    q.add("p1b", priority=1)
+    make_worker(proc)
+    finished(r, prefix, 3)
+    assert seen == ["p1a", "plain", "p1a", "p1b"]
+    assert jhash(r, prefix, a.id)["atm"] == "1"
+
+
+def test_lifo_retry_runs_next(q: sbqueue.Queue, make_worker: Callable[..., Worker], r: redis.Redis,
+                              prefix: str) -> None:  # fmt: skip
+    # BullMQ's retryJob pushes a lifo job back to the tail of wait (RPUSH): it runs again at once
+    seen: list[str] = []
+
+    def proc(job: Any) -> None:
+        seen.append(job.name)
+        if job.name.endswith("flaky") and job.attempts_started == 1:
+            raise ValueError("fails once")
+
+    q.add("plain-a")
+    q.add("plain-b")
+    q.add("lifo-flaky", lifo=True, attempts=2)
+    q.add("fifo-flaky", attempts=2)
+    make_worker(proc)
+    finished(r, prefix, 4)
+    assert seen == ["lifo-flaky", "lifo-flaky", "plain-a", "plain-b", "fifo-flaky", "fifo-flaky"]
+
+
 def test_non_json_return_fails_job_and_worker_lives(q: sbqueue.Queue, make_worker: Callable[..., Worker],
                                                     r: redis.Redis, prefix: str) -> None:  # fmt: skip
     def proc(job: Any) -> Any:

@@ -214,7 +214,8 @@ class AsyncQueue(AsyncQueueReads):
         fields = _sched.scheduler_fields(
             every=every_ms, pattern=pattern, tz=tz, start_date=start, end_date=end, limit=limit, first=first
         )
-        job_opts = _iteration_opts(job.opts_dict, scheduler_id, every_ms, pattern)
+        repeat = _repeat_opts(every_ms, pattern, tz, limit, start, end)
+        job_opts = _iteration_opts(job.opts_dict, scheduler_id, repeat, count=1, millis=first)
         # the stored template holds only what was asked for (BullMQ omits `opts` when it is {})
         template_opts = dict(job.opts_dict)
         if "attempts" not in template and "attempts" not in self.default_job_options:
@@ -254,7 +255,13 @@ class AsyncQueue(AsyncQueueReads):
         opts = _loads(spec.get("opts") or "{}")
         opts = opts if isinstance(opts, dict) else {}
         every = int(float(spec["every"])) if spec.get("every") else None
-        job_opts = _iteration_opts(opts, sid, every, spec.get("pattern"))
+        repeat = _repeat_opts(
+            every, spec.get("pattern"), spec.get("tz"), _int_or_none(spec.get("limit")),
+            _int_or_none(spec.get("startDate")), _int_or_none(spec.get("endDate")),
+        )  # fmt: skip
+        prev_count = (job.opts.get("repeat") or {}).get("count") if isinstance(job.opts.get("repeat"), dict) else None
+        count = (prev_count if _is_count(prev_count) else _int_or_none(spec.get("ic")) or 0) + 1
+        job_opts = _iteration_opts(opts, sid, repeat, count=count, millis=nxt)
         priority = opts.get("priority") if isinstance(opts.get("priority"), int) else 0
         new_id = await self._run("schedule_next", [sid, job.id, nxt, now, job_opts, priority])
         return str(new_id) or None
@@ -464,8 +471,35 @@ def _iteration_millis(job_id: str) -> int | None:
         return None
 
 
-def _iteration_opts(opts: Mapping[str, Any], sid: str, every: int | None, pattern: str | None) -> str:
+def _int_or_none(raw: Any) -> int | None:
+    try:
+        return int(float(raw)) if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _repeat_opts(
+    every: int | None, pattern: str | None, tz: str | None, limit: int | None, start: int | None, end: int | None
+) -> dict[str, Any]:
+    """An iteration's ``opts.repeat``: what a Node worker reads to schedule the next iteration."""
+    repeat: dict[str, Any] = {"every": every} if every else {"pattern": pattern}
+    for key, value in (("tz", tz), ("limit", limit), ("startDate", start), ("endDate", end)):
+        if value is not None and value != "":
+            repeat[key] = value
+    return repeat
+
+
+def _iteration_opts(opts: Mapping[str, Any], sid: str, repeat: Mapping[str, Any], *, count: int, millis: int) -> str:
+    """The stored opts of a scheduler iteration, as BullMQ writes them: the template opts plus
+    ``repeatJobKey``, ``repeat`` (with ``count``, the iteration number Node's limit check uses) and,
+    for cron patterns, ``prevMillis`` (Node computes the next cron time after it)."""
     stored = dict(opts)
     stored["repeatJobKey"] = sid
-    stored["repeat"] = {"every": every} if every else {"pattern": pattern}
+    stored["repeat"] = {**repeat, "count": count}
+    if "pattern" in repeat:
+        stored["prevMillis"] = millis
     return _opts.dumps(stored, "opts")

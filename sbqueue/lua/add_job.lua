@@ -39,11 +39,12 @@ if dedupId ~= "" then
   end
   if not owned then
     local owner = redis.call("GET", dk)
-    if owner and redis.call("EXISTS", prefix .. owner) == 1 then
+    -- a key with a ttl is a time window (it holds even if its job is gone, as BullMQ); a key
+    -- without one whose job hash is gone is stale: this add takes it over
+    if owner and (redis.call("PTTL", dk) ~= -1 or redis.call("EXISTS", prefix .. owner) == 1) then
       emit("deduplicated", "jobId", owner, "deduplicationId", dedupId, "deduplicatedJobId", id)
       return {owner, 2}
     end
-    -- the owner's hash is gone (a stale key): this add takes the key over
     if ttl > 0 then redis.call("SET", dk, id, "PX", ttl) else redis.call("SET", dk, id) end
   end
 end

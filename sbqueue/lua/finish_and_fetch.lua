@@ -12,10 +12,12 @@
   ARGV[9] n_finish        number of finish groups that follow, each of 9 values:
     id, token, kind, value, stacktrace, due, keep_count, keep_age_s, flags
     kind: "completed" | "failed" | "retry" (back to wait, attempt counted) |
-          "delay" (to delayed until `due` ms) | "requeue" (back to wait, not counted: rate limit)
+          "delay" (to delayed until `due` ms) | "requeue" (back to run next, not counted: rate limit,
+          shutdown; a prioritized job goes ahead of its priority peers)
     value: returnvalue JSON (completed) or failedReason (others); stacktrace: JSON array or ""
     keep_count: -1 keep all, 0 delete at once, n keep newest n; keep_age_s: 0 = no age limit
-    flags: "e" = retries exhausted (emit retries-exhausted), "s" = skip the attempt count (delay)
+    flags: "e" = retries exhausted (emit retries-exhausted), "s" = skip the attempt count (delay),
+           "l" = lifo job (a retry goes back to the tail of wait, as BullMQ's retryJob RPUSHes it)
 
   Returns: {codes, jobs, rate_limit_ttl, next_delayed_ms}
     codes: one per finish: 1 ok, -1 job missing, -2 lock missing, -3 not active, -6 lock taken
@@ -114,7 +116,7 @@ for f = 0, n - 1 do
       end
       if kind == "retry" then
         local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
-        push_runnable(id, priority, false)
+        push_runnable(id, priority, string.find(flags, "l", 1, true) ~= nil)
         emit("waiting", "jobId", id, "prev", "failed")
       else
         local due = tonumber(ARGV[b + 5])
@@ -122,8 +124,13 @@ for f = 0, n - 1 do
         schedule_delayed(id, due)
         emit("delayed", "jobId", id, "delay", due)
       end
-    else -- requeue: back to the tail of wait so it runs next, attempt not counted
-      redis.call("RPUSH", K["wait"], id)
+    else -- requeue: runs next, attempt not counted (BullMQ's moveJobFromActiveToWait)
+      local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
+      if priority > 0 then
+        redis.call("ZADD", K["prioritized"], priority_score(priority, true), id)
+      else
+        redis.call("RPUSH", K["wait"], id)
+      end
       wake_workers()
       emit("waiting", "jobId", id, "prev", "active")
     end

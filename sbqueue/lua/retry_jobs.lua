@@ -9,7 +9,15 @@
 
   Returns: {retried ids, codes}: codes per explicit id (1 ok, -1 missing, -3 not in that state)
   Events: waiting prev=<state>
+
+  As BullMQ: a job retried by id goes back as it was added (a lifo job to the tail of wait, where it
+  runs next); a bulk retry pushes every job to the head of wait (priority is kept: prioritized zset).
 ]]
+local function is_lifo(jobKey)
+  local ok, opts = pcall(cjson.decode, redis.call("HGET", jobKey, "opts") or "{}")
+  return ok and type(opts) == "table" and opts["lifo"] == true
+end
+
 local state = ARGV[1]
 local setKey = K[state]
 local ids
@@ -36,7 +44,7 @@ for i = 1, #ids do
     redis.call("HDEL", jobKey, "finishedOn", "processedOn", drop)
     if ARGV[4] == "1" then redis.call("HDEL", jobKey, "atm", "ats", "stc") end
     local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
-    push_runnable(id, priority, false)
+    push_runnable(id, priority, nIds > 0 and is_lifo(jobKey))
     emit("waiting", "jobId", id, "prev", state)
     retried[#retried + 1] = id
   end

@@ -74,8 +74,18 @@ local function schedule_delayed(id, due)
   update_delay_marker()
 end
 
--- Delete the dedup key of a job if it still points at that job.
+-- A job finished (completed/failed): as BullMQ, a dedup key with a ttl keeps its window until it
+-- expires; a key without one is released if it still points at that job.
 local function release_dedup(jobKey, id)
+  local deid = redis.call("HGET", jobKey, "deid")
+  if deid then
+    local dk = prefix .. "de:" .. deid
+    if redis.call("PTTL", dk) == -1 and redis.call("GET", dk) == id then redis.call("DEL", dk) end
+  end
+end
+
+-- A job is removed: its dedup key goes (ttl or not) if it still points at that job.
+local function drop_dedup(jobKey, id)
   local deid = redis.call("HGET", jobKey, "deid")
   if deid then
     local dk = prefix .. "de:" .. deid
@@ -85,7 +95,7 @@ end
 
 local function delete_job(id)
   local jobKey = prefix .. id
-  release_dedup(jobKey, id)
+  drop_dedup(jobKey, id)
   redis.call("DEL", jobKey, jobKey .. ":logs", jobKey .. ":lock", jobKey .. ":dependencies",
     jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
 end
