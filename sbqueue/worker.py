@@ -50,8 +50,10 @@ class Worker(EventEmitter):
     """Process jobs of one queue with ``processor(job)`` (a plain function, run in a thread pool, or
     an ``async def``, run on the worker's loop). Its return value (JSON) becomes ``returnvalue``.
 
-    Events (``w.on(name, fn)``): ``active(job)``, ``completed(job, result)``, ``failed(job, error)``,
-    ``stalled(job_id)``, ``error(exc)``, ``drained()``, ``closed()``.
+    Events (``w.on(name, fn)``): ``active(job)``, ``completed(job, result)``, ``failed(job, error)``
+    (every failed attempt, as Node's Worker; the last one has ``job.attempts_made == job.max_attempts``
+    or was unrecoverable), ``progress(job, value)``, ``stalled(job_id)``, ``error(exc)``, ``drained()``,
+    ``closed()``.
     """
 
     def __init__(
@@ -394,15 +396,18 @@ class Worker(EventEmitter):
         delay = -1
         if not final and attempts_made < job.max_attempts:
             delay = self._backoff(job, attempts_made, exc)
+        # listeners see the job as it now is (Node: attemptsMade === opts.attempts on the last one)
+        job.attempts_made, job.failed_reason, job.stacktrace = attempts_made, reason, stack
         if delay < 0:
             keep = _opts.keep_policy(job.opts.get("removeOnFail", self.keep_failed))
             flags = "e" if attempts_made >= job.max_attempts else ""
             self._queue_group(job, "failed", reason, stack_json, 0, keep, flags, "failed", exc)
         elif delay == 0:
             flags = "l" if job.opts.get("lifo") is True else ""
-            self._queue_group(job, "retry", reason, stack_json, 0, (-1, 0), flags, None, exc)
+            self._queue_group(job, "retry", reason, stack_json, 0, (-1, 0), flags, "failed", exc)
         else:
-            self._queue_group(job, "delay", reason, stack_json, int(time.time() * 1000) + delay, (-1, 0), "", None, exc)
+            due = int(time.time() * 1000) + delay
+            self._queue_group(job, "delay", reason, stack_json, due, (-1, 0), "", "failed", exc)
 
     def _backoff(self, job: Job, attempts_made: int, exc: BaseException) -> int:
         backoff = job.opts.get("backoff")
@@ -435,7 +440,7 @@ class Worker(EventEmitter):
         self._pending_events.append((event or "", job, payload))
         if event == "completed":
             self.processed += 1
-        elif event == "failed":
+        elif kind == "failed":  # final failures only (`failed` events also fire for retried attempts)
             self.failed_count += 1
 
     def _release_inflight(self) -> None:
@@ -523,6 +528,19 @@ class _JobQueue:
                 loop.call_soon_threadsafe(self._worker.emit, "progress", job, value)
             except RuntimeError:  # the worker has stopped (an abandoned job still reporting)
                 pass
+        return result
+
+    def _move_to_delayed(self, job: Job, timestamp_ms: int) -> Any:
+        # once moved, the job is no longer ours: drop the token so lock renewal does not report it lost
+        result = self._queue._move_to_delayed(job, timestamp_ms)
+        if inspect.isawaitable(result):
+
+            async def then() -> None:
+                await result
+                job.token = None
+
+            return then()
+        job.token = None
         return result
 
 

@@ -298,9 +298,11 @@ def test_retries_with_backoff(q: sbqueue.Queue, make_worker: Callable[..., Worke
                      "active", "failed", "retries-exhausted"]  # fmt: skip
     exhausted = [e for e in stream_events(r, prefix, Q, job.id) if e["event"] == "retries-exhausted"]
     assert exhausted[0]["attemptsMade"] == "3"
-    # the worker reports the final failure once (emitted after the script returns: wait for it)
-    wait_for(lambda: rec.of("failed"), what="failed event")
-    assert len(rec.of("failed")) == 1
+    # the worker reports every failed attempt, as Node's Worker (emitted after the script returns)
+    wait_for(lambda: len(rec.of("failed")) == 3, what="failed events")
+    assert [(j.attempts_made, str(e)) for j, e in rec.of("failed")] == [
+        (1, "boom attempt 1"), (2, "boom attempt 2"), (3, "boom attempt 3")]  # fmt: skip
+    assert w.failed_count == 1  # counts final failures only
 
 
 def test_retry_without_backoff_goes_back_to_wait(q: sbqueue.Queue, make_worker: Callable[..., Worker],
@@ -433,6 +435,24 @@ def test_delayed_error_moves_without_attempt(q: sbqueue.Queue, make_worker: Call
     assert rec.of("failed") == [] and rec.of("error") == []
 
 
+def test_delayed_error_after_lock_renewal_reports_no_error(q: sbqueue.Queue, make_worker: Callable[..., Worker],
+                                                           r: redis.Redis, prefix: str) -> None:  # fmt: skip
+    def proc(job: Any) -> str:
+        if job.attempts_started == 1:
+            job.move_to_delayed(now_ms() + 100)
+            time.sleep(0.35)  # lock renewals (every 100 ms) run while the processor winds down
+            raise DelayedError()
+        return "ok"
+
+    job = q.add("j")
+    w = make_worker(proc, lock_duration=200, start=False)
+    rec = Recorder(w)
+    w.start()
+    finished(r, prefix, 1)
+    assert jhash(r, prefix, job.id)["returnvalue"] == '"ok"'
+    assert rec.of("error") == []
+
+
 async def async_delaying(job: Any) -> str:
     if job.attempts_started == 1:
         await job.move_to_delayed(now_ms() + 100)
@@ -555,7 +575,7 @@ def test_timeout_async_cancelled_and_retried(q: sbqueue.Queue, make_worker: Call
         try:
             await asyncio.sleep(5)
         except asyncio.CancelledError:
-            cancelled.append(job.attempts_made)
+            cancelled.append(job.attempts_started)
             raise
 
     job = q.add("slow", timeout=150, attempts=2)
@@ -566,12 +586,12 @@ def test_timeout_async_cancelled_and_retried(q: sbqueue.Queue, make_worker: Call
     finished(r, prefix, 1)
     assert time.monotonic() - t0 < 2
     h = jhash(r, prefix, job.id)
-    assert cancelled == [0, 1]
+    assert cancelled == [1, 2]
     assert h["atm"] == "2" and h["ats"] == "2"
     assert "timed out" in h["failedReason"] and "150 ms" in h["failedReason"]
     assert not r.exists(f"{prefix}:{Q}:{job.id}:lock")
-    (_job, err), = wait_for(lambda: rec.of("failed"), what="failed event")
-    assert isinstance(err, TimeoutError)
+    failed = wait_for(lambda: len(rec.of("failed")) == 2 and rec.of("failed"), what="failed events")
+    assert all(isinstance(err, TimeoutError) for _job, err in failed)
 
 
 def test_timeout_sync_abandoned_and_slot_freed(q: sbqueue.Queue, make_worker: Callable[..., Worker], r: redis.Redis,
