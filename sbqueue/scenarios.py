@@ -151,7 +151,7 @@ def failing(connection: Any = None, prefix: str = "bull", queue: str = "failing"
     q = _queue(connection, prefix, queue)
     rng = random.Random(seed)
     kinds = list(_Flaky.errors)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for i in range(jobs):
         fail = kinds[i % len(kinds)] if rng.random() < 0.6 else None
         opts: dict[str, Any] = {}

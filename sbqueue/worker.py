@@ -243,6 +243,8 @@ class Worker(EventEmitter):
             if self._pending or (free > 0 and maybe_jobs):
                 try:
                     fetched, rate_ttl, next_delayed = await self._round_trip(free if maybe_jobs or self._pending else 0)
+                    if retry_delay > 0.5:
+                        log.info("Redis reachable again; processing resumes")
                     retry_delay = 0.5
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                     self.emit("error", exc)
@@ -463,7 +465,12 @@ class Worker(EventEmitter):
             except redis.RedisError as exc:
                 self.emit("error", exc)
                 continue
+            still_held = dict(held)
             for job_id in lost:
+                current = self._inflight.get(str(job_id))
+                # a job that finished (or moved itself) while the renewal was in flight is not a lost lock
+                if current is None or current[0].token != still_held.get(str(job_id)):
+                    continue
                 self.emit("error", LockMismatchError(f"lock for job {job_id} was lost while processing", job_id=job_id))
 
     async def _stalled_loop(self) -> None:

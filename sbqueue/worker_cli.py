@@ -30,15 +30,43 @@ def load_processor(path: str) -> Any:
     return fn
 
 
+def _connect_patiently(url: str | None, log: logging.Logger) -> Any:
+    """Connect, waiting (with backoff) while Redis is unreachable — a worker started before its Redis (or
+    during a restart) should wait, not crash-loop. Bad URLs and too-old servers still fail at once."""
+    import signal
+    import threading
+
+    from .connection import connect
+    from .errors import ConnectionFailedError
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    delay = 0.5
+    try:
+        while not stop.is_set():
+            try:
+                return connect(url)
+            except ConnectionFailedError as exc:
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_worker_cli(args: argparse.Namespace) -> int:
-    from .connection import connect, mask_url, url_of
+    from .connection import mask_url, url_of
     from .worker import Worker
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     log = logging.getLogger("sbqueue.worker")
     processor = load_processor(args.processor)
-    client = connect(args.url)
+    client = _connect_patiently(args.url, log)
+    if client is None:
+        return 0  # asked to stop before Redis came up
     worker = Worker(
         args.queue, processor, client, args.prefix, concurrency=args.concurrency, name=args.name,
         lock_duration=args.lock_duration, stalled_interval=args.stalled_interval,

@@ -261,7 +261,8 @@ class Queue(QueueReads):
             _int_or_none(spec.get("startDate")), _int_or_none(spec.get("endDate")),
         )  # fmt: skip
         prev_count = (job.opts.get("repeat") or {}).get("count") if isinstance(job.opts.get("repeat"), dict) else None
-        count = (prev_count if _is_count(prev_count) else _int_or_none(spec.get("ic")) or 0) + 1
+        base = prev_count if _is_count(prev_count) else _int_or_none(spec.get("ic"))
+        count = int(base or 0) + 1
         job_opts = _iteration_opts(opts, sid, repeat, count=count, millis=nxt)
         priority = opts.get("priority") if isinstance(opts.get("priority"), int) else 0
         new_id = self._run("schedule_next", [sid, job.id, nxt, now, job_opts, priority])

@@ -95,7 +95,7 @@ for f = 0, n - 1 do
       end
       release_dedup(jobKey, id)
       if keepCount == 0 then
-        delete_job(id)
+        delete_job_keys(id)  -- release_dedup above already handled the dedup key
       else
         if kind == "completed" then
           redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", now)

@@ -93,11 +93,17 @@ local function drop_dedup(jobKey, id)
   end
 end
 
-local function delete_job(id)
+-- Delete a job's hash and sub-keys (its dedup key is the caller's business).
+local function delete_job_keys(id)
   local jobKey = prefix .. id
-  drop_dedup(jobKey, id)
   redis.call("DEL", jobKey, jobKey .. ":logs", jobKey .. ":lock", jobKey .. ":dependencies",
     jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
+end
+
+-- Remove a job entirely, dedup key included.
+local function delete_job(id)
+  drop_dedup(prefix .. id, id)
+  delete_job_keys(id)
 end
 
 -- Is `id` the pending iteration of a live job scheduler? (exempt from clean/remove/stalled failure)
