@@ -403,3 +403,14 @@ def test_bind_and_export(r: redis.Redis, prefix: str, insp: Inspector, worked: s
     assert Inspector.export(df, tmp_path / "g.csv").exists()
     with pytest.raises(sbqueue.InvalidOptionError):
         export(df, tmp_path / "f.xlsx")
+
+
+def test_queue_inspector_is_bound_to_the_queue(r: redis.Redis, prefix: str) -> None:
+    q = sbqueue.Queue("bound", r, prefix=prefix)
+    other = sbqueue.Queue("other", r, prefix=prefix)
+    ids = [q.add("a", {"i": i}).id for i in range(3)]
+    other.add("b", {})
+    assert sorted(q.inspector.jobs()["id"]) == sorted(ids)
+    assert q.inspector is q.inspector  # created once
+    aq = sbqueue.AsyncQueue("bound", r, prefix=prefix)
+    assert sorted(aq.inspector.jobs("waiting")["id"]) == sorted(ids)

@@ -21,6 +21,25 @@ class QueueReads:
     keys: QueueKeys
     _client: Any
 
+    @property
+    def inspector(self) -> Any:
+        """Read-only DataFrame views of this queue (a :class:`sbqueue.inspection.QueueInspector`: ``jobs()``,
+        ``failures()``, ``stalled()``, ``events()``, ``metrics()``, …), created on first use.
+
+        Example: ``q.inspector.jobs("failed", query={"failed_reason": "timeout"})``
+        """
+        found = getattr(self, "_inspector", None)
+        if found is None:
+            import redis
+
+            from .. import connection as _connection
+            from ..inspection import Inspector, bind
+
+            # the inspector is synchronous: reuse a sync client, or reach the same server by URL
+            client = self._client if isinstance(self._client, redis.Redis) else _connection.url_of(self._client)
+            found = self._inspector = bind(Inspector(client, self.keys.prefix), self.name)
+        return found
+
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None. Tolerates hashes written by any peer."""
         try:
