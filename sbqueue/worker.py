@@ -24,12 +24,14 @@ from typing import Any
 
 import redis
 
+from . import _cluster
 from . import connection as _connection
 from ._async.queue import AsyncQueue
 from ._core import options as _opts
 from ._core.records import pairs_to_dict
 from ._sync.queue import Queue
 from .errors import (
+    ClusterKeyError,
     DataError,
     DelayedError,
     InvalidOptionError,
@@ -43,6 +45,8 @@ from .job import Job
 
 log = logging.getLogger("sbqueue.worker")
 
+MAX_TRIPS = 2  # finish_and_fetch calls in flight at once (see Worker._main)
+MIN_SHARE = 16  # below 2 x this concurrency, each call may fetch every free slot
 WORKER_EVENTS = ("active", "completed", "failed", "progress", "stalled", "error", "drained", "closed")
 
 
@@ -108,7 +112,12 @@ class Worker(EventEmitter):
         self.id = uuid.uuid4().hex
         base = _connection.coerce(connection)  # validates/reaches the server now, with a clear error
         self._base = base
-        self.queue = Queue(queue_name, base, prefix)  # sync handle: for sync processors and callers
+        try:
+            self.queue = Queue(queue_name, base, prefix)  # sync handle: for sync processors and callers
+        except ClusterKeyError:  # keys that would span cluster slots: nothing was written
+            if connection is None or isinstance(connection, str):
+                base.close()
+            raise
         self.keys = self.queue.keys
         self._closing = False
         self._close_timeout: float | None = None
@@ -182,9 +191,11 @@ class Worker(EventEmitter):
                 self._loop.add_signal_handler(sig, self._signal_close)
         self._client = _connection.async_twin(self._base)
         # blocking waits need a socket timeout longer than the block time
-        self._bclient = _connection.async_twin(
-            self._base, socket_timeout=self.drain_delay + 30, client_name=self.keys.client_name(self.name)
-        )
+        # (on Redis Cluster: one connection, on the master that owns the marker's slot)
+        self._bclient = _cluster.blocking_client(
+            self._base, self.keys.key("marker"), socket_timeout=self.drain_delay + 30,
+            client_name=self.keys.client_name(self.name),
+        )  # fmt: skip
         self._aqueue = AsyncQueue(self.queue.name, self._client, self.keys.prefix)
         self._run = self._aqueue._run
         self._threads = _JobThreads(f"sbqueue-job-{self.queue.name}")
@@ -221,58 +232,53 @@ class Worker(EventEmitter):
 
     # --- the main loop --------------------------------------------------------------------------
     async def _main(self) -> None:
-        marker: asyncio.Task[Any] | None = None
+        # Up to MAX_TRIPS finish_and_fetch calls are in flight at once, each fetching about
+        # concurrency / MAX_TRIPS jobs: Redis runs one batch's script while Python runs the other batch's
+        # jobs, so neither waits for the other.
+        marker: asyncio.Future[Any] | None = None
+        trips: dict[asyncio.Future[tuple[int, int, int]], int] = {}  # trip -> jobs it asked for
         maybe_jobs = True
         next_delayed = 0
         rate_until = 0.0
         drained_sent = False
         close_deadline: float | None = None
         retry_delay = 0.5
+        # small batches would cost more in per-call overhead than the overlap saves
+        share = self.concurrency if self.concurrency < 2 * MIN_SHARE else -(-self.concurrency // MAX_TRIPS)
         while True:
             if self._closing:
                 if close_deadline is None and self._close_timeout is not None:
                     close_deadline = time.monotonic() + self._close_timeout
-                if not self._inflight and not self._pending:
+                if not self._inflight and not self._pending and not trips:
                     break
                 if close_deadline is not None and time.monotonic() >= close_deadline:
                     self._release_inflight()
-                    if not self._pending:
+                    if not self._pending and not trips:
                         break
             now_s = time.time()
-            free = 0 if self._closing or now_s < rate_until else self.concurrency - len(self._inflight)
-            if self._pending or (free > 0 and maybe_jobs):
-                try:
-                    fetched, rate_ttl, next_delayed = await self._round_trip(free if maybe_jobs or self._pending else 0)
-                    if retry_delay > 0.5:
-                        log.info("Redis reachable again; processing resumes")
-                    retry_delay = 0.5
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                    self.emit("error", exc)
-                    log.warning("Redis unavailable (%s); retrying in %.1f s", exc, retry_delay)
-                    await asyncio.sleep(retry_delay)
-                    retry_delay = min(retry_delay * 2, 10.0)
-                    continue
-                if rate_ttl > 0:
-                    rate_until = time.time() + min(rate_ttl, self.max_rate_limit_delay) / 1000
-                maybe_jobs = fetched >= free > 0
-                if fetched:
-                    drained_sent = False
+            asked = sum(trips.values())
+            free = 0 if self._closing or now_s < rate_until else self.concurrency - len(self._inflight) - asked
+            fetch = min(free, share) if maybe_jobs else 0
+            if len(trips) < MAX_TRIPS and (self._pending or fetch > 0):
+                groups, events = self._pending, self._pending_events
+                self._pending, self._pending_events = [], []
+                trips[asyncio.ensure_future(self._round_trip(groups, events, fetch))] = fetch
                 continue
-            if not self._inflight and not drained_sent and not self._closing:
+            if not trips and not self._inflight and not drained_sent and not self._closing:
                 drained_sent = True
                 self.emit("drained")
-            # nothing to do now: wait for a finished job, a marker, a due delayed job or the limiter
+            # wait for a trip's reply, a finished job, a marker, a due delayed job or the limiter
             self._wake.clear()
             wake = asyncio.ensure_future(self._wake.wait())
-            waiters: set[asyncio.Future[Any]] = {wake}
+            waiters: set[asyncio.Future[Any]] = {wake, *trips}
             timeout = None
             if self._closing and close_deadline is not None:
                 timeout = max(close_deadline - time.monotonic(), 0.0)
-            elif free > 0 and not self._closing:
+            elif free > 0 and not self._closing and not trips:
                 if marker is None:
                     marker = asyncio.ensure_future(self._wait_marker(self._block_timeout(next_delayed)))
                 waiters.add(marker)
-            elif now_s < rate_until:
+            elif now_s < rate_until and not trips:
                 timeout = rate_until - now_s
             done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             wake.cancel()
@@ -281,6 +287,24 @@ class Worker(EventEmitter):
                 maybe_jobs = True
             if timeout is not None and not done:
                 maybe_jobs = True
+            for trip in [t for t in trips if t.done()]:
+                asked_for = trips.pop(trip)
+                try:
+                    fetched, rate_ttl, next_delayed = trip.result()
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    self.emit("error", exc)
+                    log.warning("Redis unavailable (%s); retrying in %.1f s", exc, retry_delay)
+                    await asyncio.sleep(retry_delay)
+                    retry_delay = min(retry_delay * 2, 10.0)
+                    continue
+                if retry_delay > 0.5:
+                    log.info("Redis reachable again; processing resumes")
+                retry_delay = 0.5
+                if rate_ttl > 0:
+                    rate_until = time.time() + min(rate_ttl, self.max_rate_limit_delay) / 1000
+                maybe_jobs = fetched >= asked_for > 0 or (maybe_jobs and asked_for == 0)
+                if fetched:
+                    drained_sent = False
         if marker is not None:
             await _cancel_all([marker])
 
@@ -297,9 +321,9 @@ class Worker(EventEmitter):
             log.debug("marker wait failed: %s", exc)
             await asyncio.sleep(0.5)
 
-    async def _round_trip(self, fetch: int) -> tuple[int, int, int]:
-        groups, events = self._pending, self._pending_events
-        self._pending, self._pending_events = [], []
+    async def _round_trip(
+        self, groups: list[list[Any]], events: list[tuple[str, Job, Any]], fetch: int
+    ) -> tuple[int, int, int]:
         flat = [value for group in groups for value in group]
         now = int(time.time() * 1000)
         limit_max, limit_ms = self.limiter
@@ -369,6 +393,8 @@ class Worker(EventEmitter):
 
     async def _call_processor(self, job: Job) -> Any:
         assert self._loop is not None
+        if self._is_async and not job.timeout:
+            return await self.processor(job)  # the hot path: no extra task per job
         if self._is_async:
             work: asyncio.Future[Any] = asyncio.ensure_future(self.processor(job))
         else:

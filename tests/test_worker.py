@@ -986,9 +986,9 @@ class CountingWorker(Worker):
     round_trips = 0
     marker_waits = 0
 
-    async def _round_trip(self, fetch: int) -> tuple[int, int, int]:
+    async def _round_trip(self, *args: Any) -> tuple[int, int, int]:
         type(self).round_trips += 1
-        return await super()._round_trip(fetch)
+        return await super()._round_trip(*args)
 
     async def _wait_marker(self, timeout: float) -> None:
         type(self).marker_waits += 1

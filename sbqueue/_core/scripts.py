@@ -34,6 +34,7 @@ SPECS: dict[str, ScriptSpec] = {
     for s in (
         _spec("add_job", "job_id", "name", "data", "opts", "timestamp", "delay", "priority", "lifo",
               "dedup_id", "dedup_ttl", "scheduler"),
+        _spec("add_jobs", "n_jobs"),
         _spec("pause", "action"),
         _spec("finish_and_fetch", "now", "worker_id", "worker_name", "lock_ms", "fetch", "limit_max",
               "limit_ms", "metrics_points", "n_finish"),

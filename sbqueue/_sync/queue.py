@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import _cluster
 from .. import connection as _connection
 from .._core import options as _opts
 from .._core import schedule as _sched
@@ -18,6 +19,7 @@ from ..errors import InvalidOptionError, JobStateError, error_from_code
 from ..job import Job
 from .reads import QueueReads
 
+ADD_BATCH = 500  # jobs per add_jobs call (~5-10 ms of Redis time)
 CLEAN_SCAN = 1000  # entries a clean/drain/obliterate call examines: keeps each call well under ~50 ms
 
 
@@ -30,6 +32,9 @@ class Queue(QueueReads):
 
     ``connection`` is None (``sbqueue.connect()``), a URL, or a redis client. ``default_job_options``
     (snake_case or BullMQ camelCase) apply to every add unless overridden.
+
+    On Redis Cluster (a cluster client, or a URL of a cluster) every key of the queue must hash to one slot:
+    put a ``{hash tag}`` in ``prefix`` (``"{bull}"``) or in ``name``, or :class:`ClusterKeyError` is raised here.
     """
 
     def __init__(
@@ -50,6 +55,8 @@ class Queue(QueueReads):
         self.max_job_bytes = _opts.validate_count(max_job_bytes, "max_job_bytes", minimum=1, maximum=512 * 2**20)
         self.max_len_events = _opts.validate_count(max_len_events, "max_len_events", minimum=1)
         self._client = _connection.coerce(connection)
+        # on Redis Cluster every key of the queue must share one slot: refuse now, before any write
+        _cluster.check_queue(self._client, self.keys, owned=connection is None or isinstance(connection, str))
         self._run = ScriptRunner(self._client, self.keys)
         self._meta_written = False
 
@@ -152,10 +159,16 @@ class Queue(QueueReads):
             return []
         self._ensure_meta()
         now = _now()
+        # one round trip; add_jobs takes ADD_BATCH jobs per call, so no single call blocks Redis for long
         with self._client.pipeline(transaction=False) as pipe:
-            for job in prepared:
-                self._run("add_job", self._add_args(job, now), client=pipe)
-            results = pipe.execute()
+            for start in range(0, len(prepared), ADD_BATCH):
+                batch = prepared[start : start + ADD_BATCH]
+                args: list[Any] = [len(batch)]
+                for job in batch:
+                    args += self._add_args(job, now)
+                self._run("add_jobs", args, client=pipe)
+            replies = pipe.execute()
+        results = [res for reply in replies for res in reply]
         return [self._added(job, now, res) for job, res in zip(prepared, results, strict=True)]
 
     def _add_repeat(self, prepared: _opts.PreparedJob) -> Job:
