@@ -32,6 +32,7 @@ from .errors import (
     RedisVersionError,
     SbqueueError,
     ScriptError,
+    UnknownOptionError,
     UnrecoverableError,
 )
 from .events import QueueEvents
@@ -64,6 +65,7 @@ __all__ = [
     "RedisVersionError",
     "SbqueueError",
     "ScriptError",
+    "UnknownOptionError",
     "UnrecoverableError",
     "Worker",
     "__version__",

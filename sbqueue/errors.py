@@ -8,6 +8,7 @@ Library errors all derive from :class:`SbqueueError`::
     ├── RedisVersionError                    Redis older than 6.2
     ├── ClusterKeyError                      queue keys would span slots on Redis Cluster
     ├── InvalidOptionError (ValueError)      a job/queue/worker option is invalid
+    │   ├── UnknownOptionError (TypeError)   an option name that does not exist
     │   ├── InvalidJobIdError                custom job id BullMQ would reject
     │   ├── InvalidQueueNameError            queue name with ':' or empty
     │   └── InvalidStateError                unknown job state name
@@ -64,6 +65,10 @@ class InvalidOptionError(SbqueueError, ValueError):
     def __init__(self, message: str, *, option: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.option = option
+
+
+class UnknownOptionError(InvalidOptionError, TypeError):
+    """An option name that does not exist (a typo, or a BullMQ option sbqueue does not support)."""
 
 
 class InvalidJobIdError(InvalidOptionError):

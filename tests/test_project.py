@@ -18,7 +18,8 @@ PUBLIC_API = sorted([
     "Inspector", "InvalidJobIdError", "InvalidOptionError", "InvalidQueueNameError", "InvalidStateError", "Job",
     "JobControl",
     "JobLockedError", "JobNotFoundError", "JobState", "JobStateError", "LockMismatchError", "Queue", "QueueEvents",
-    "RateLimitError", "RedisVersionError", "SbqueueError", "ScriptError", "UnrecoverableError", "Worker",
+    "RateLimitError", "RedisVersionError", "SbqueueError", "ScriptError", "UnknownOptionError", "UnrecoverableError",
+    "Worker",
     "__version__", "connect", "mask_url",
 ])  # fmt: skip
 

@@ -354,3 +354,14 @@ def test_error_tree() -> None:
     for cls in (sbqueue.InvalidOptionError, sbqueue.DataError, sbqueue.JobNotFoundError, sbqueue.JobStateError):
         assert issubclass(cls, sbqueue.SbqueueError)
     assert not issubclass(sbqueue.UnrecoverableError, sbqueue.SbqueueError)
+
+
+def test_unknown_keyword_is_an_sbqueue_error(r: redis.Redis, prefix: str) -> None:
+    q = sbqueue.Queue("unknown-kw", r, prefix=prefix)
+    before = snapshot(r, prefix)
+    with pytest.raises(sbqueue.UnknownOptionError, match="attemps") as info:
+        q.add("a", {}, attemps=3)  # type: ignore[call-arg]
+    assert isinstance(info.value, TypeError) and isinstance(info.value, sbqueue.SbqueueError)
+    with pytest.raises(sbqueue.UnknownOptionError, match="removeOnCompleted"):
+        q.add_bulk([{"name": "a", "opts": {"removeOnCompleted": True}}])
+    assert snapshot(r, prefix) == before

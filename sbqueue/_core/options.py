@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DataError, InvalidJobIdError, InvalidOptionError
+from ..errors import DataError, InvalidJobIdError, InvalidOptionError, UnknownOptionError
 from .keys import QUEUE_KEYS
 
 PRIORITY_MAX = 2**21 - 1
@@ -246,7 +246,7 @@ def normalise_opts(opts: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in opts.items():
         name = CAMEL_ALIASES.get(key, key)
         if name not in OPTION_NAMES:
-            raise InvalidOptionError(f"unknown job option {key!r}; allowed: {', '.join(OPTION_NAMES)}", option=str(key))
+            raise UnknownOptionError(f"unknown job option {key!r}; allowed: {', '.join(OPTION_NAMES)}", option=str(key))
         out[name] = value
     return out
 

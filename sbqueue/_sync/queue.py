@@ -15,7 +15,7 @@ from .._core.keys import QueueKeys
 from .._core.states import CLEANABLE
 from .._scripting import ScriptRunner
 from .._version import __version__
-from ..errors import InvalidOptionError, JobStateError, error_from_code
+from ..errors import InvalidOptionError, JobStateError, UnknownOptionError, error_from_code
 from ..job import Job
 from .reads import QueueReads
 
@@ -122,11 +122,17 @@ class Queue(QueueReads):
         repeat: Mapping[str, Any] | None = None,
         stack_trace_limit: int | None = None,
         keep_logs: int | None = None,
+        **unknown: Any,
     ) -> Job:
         """Add a job and return it. Re-adding an existing ``job_id`` keeps the first job (a no-op that
         emits ``duplicated``); a deduplicated add returns the owning job. ``repeat={"every": ms}`` or
         ``{"pattern": cron}`` creates/updates a job scheduler instead and returns its first iteration.
         """
+        if unknown:
+            raise UnknownOptionError(
+                f"unknown job option(s) {sorted(unknown)}; allowed: {', '.join(_opts.OPTION_NAMES)}",
+                option=sorted(unknown)[0],
+            )
         options = {
             "job_id": job_id, "priority": priority, "delay": delay, "lifo": lifo, "attempts": attempts,
             "backoff": backoff, "timeout": timeout, "remove_on_complete": remove_on_complete,
