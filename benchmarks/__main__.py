@@ -3,7 +3,7 @@
     python -m benchmarks                 # N=20000, 3 repeats (the issue's anchors)
     python -m benchmarks --quick         # N=2000, 1 repeat: CI checks that it runs (no timing assertion)
 
-Starts its own redis-server (sbqueue's embedded server in a temporary SBQUEUE_HOME, so never your data),
+Starts its own redis-server (sbqueue's embedded server in a temporary home, persistence off, never your data),
 prints a table of jobs/s (median, min-max) and the ratios sbqueue/node and sbqueue/bullmq-py, and saves
 JSON + CSV under benchmarks/results/.
 """
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [e for e in wanted if e not in engines]
     engines = {k: v for k, v in engines.items() if k in wanted}
     home = tempfile.mkdtemp(prefix="sbqueue-bench-")
-    info = embedded.ensure_server(home)
+    # like the anchors' Redis (a service that keeps nothing on disk): measure the engines, not fsync
+    info = embedded.ensure_server(home, config={"appendonly": "no", "save": ""})
     rows = []
     try:
         cpu = platform.processor() or platform.machine()
