@@ -134,3 +134,20 @@ def test_runner_registers_once_per_client_and_checks_argument_counts(r: redis.Re
 def test_generated_sync_flavour_is_up_to_date() -> None:
     check = subprocess.run([sys.executable, "tools/unasync.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
+
+
+def test_direct_path_reloads_a_script_the_server_does_not_know(r: redis.Redis, prefix: str) -> None:
+    """The lean sync path answers NOSCRIPT by loading the script and running it once more (exactly once)."""
+    import uuid
+
+    from sbqueue._core.scripts import source
+    from sbqueue._scripting import ScriptRunner
+
+    q = sbqueue.Queue("noscript", r, prefix=prefix)
+    runner = ScriptRunner(r, q.keys)
+    fresh = r.register_script(source("add_job") + f"\n-- {uuid.uuid4().hex}\n")  # a sha no server has seen
+    assert r.script_exists(fresh.sha) == [False]
+    runner._scripts = {**runner._scripts, "add_job": fresh}
+    job_id, status = runner("add_job", ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, ""])
+    assert status == 1 and r.script_exists(fresh.sha) == [True]
+    assert r.lrange(f"{prefix}:noscript:wait", 0, -1) == [job_id]  # added once, not twice
