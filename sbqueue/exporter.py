@@ -45,7 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -54,6 +54,7 @@ from prometheus_client.utils import floatToGoString
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _cluster
 from ._core.keys import QueueKeys, _glob_escape, validate_prefix, validate_queue_name
 from ._core.states import DEFAULT_COUNT_STATES, STATE_KEYS
 from .connection import mask_url, url_of, validate_url
@@ -76,14 +77,27 @@ SCAN_COUNT = 1000  # keys per SCAN call
 
 
 def connect_exporter(url: str) -> redis.Redis:
-    """A client for the exporter: short timeouts, no retries (the next scrape is the retry), not pinged."""
-    validate_url(url)
+    """A client for the exporter: short timeouts, no retries (the next scrape is the retry), not pinged.
+
+    ``?cluster=1`` in the URL gives a Redis Cluster client instead (it reads the slot map now, so the
+    cluster must be reachable when the exporter starts).
+    """
+    validate_url(_cluster.strip_flag(url))
+    opts: dict[str, Any] = dict(decode_responses=True, encoding_errors="replace", socket_connect_timeout=3.0,
+                                socket_timeout=5.0, client_name="sbqueue-exporter")  # fmt: skip
+    if _cluster.url_flag(url):
+        return cast(redis.Redis, _cluster.connect(url, opts))
     client = redis.Redis.from_url(
-        url, decode_responses=True, encoding_errors="replace", socket_connect_timeout=3.0, socket_timeout=5.0,
-        retry=Retry(NoBackoff(), 0), health_check_interval=0, client_name="sbqueue-exporter",
-    )  # fmt: skip
+        _cluster.strip_flag(url), **opts, retry=Retry(NoBackoff(), 0), health_check_interval=0
+    )
     client.sbqueue_url = url  # type: ignore[attr-defined]
     return client
+
+
+def _connection_kwargs(client: Any) -> dict[str, Any]:
+    if _cluster.is_cluster(client):
+        return _cluster.connection_options(client)
+    return dict(client.connection_pool.connection_kwargs)
 
 
 @dataclasses.dataclass
@@ -108,7 +122,9 @@ class _ScanPass:
 class QueueCollector(Collector):
     """Queue and Redis metrics, read on each scrape (see the module docstring).
 
-    ``queues`` is a list of names, or None to discover every queue under ``prefix``.
+    ``queues`` is a list of names, or None to discover every queue under ``prefix``. ``client`` may be a
+    ``redis.cluster.RedisCluster``: discovery then scans every master, ``bullmq_queue_workers`` counts
+    connections on every node, and the ``redis_*`` server metrics describe the first master.
     """
 
     def __init__(
@@ -130,7 +146,7 @@ class QueueCollector(Collector):
         # matches ...:meta, ...:id (and a few other keys, filtered out below) in a single SCAN pass
         self._pattern = f"{_glob_escape(self.prefix)}:*:[im][de]*"
         self._url = mask_url(url_of(client))
-        self._password = str(client.connection_pool.connection_kwargs.get("password") or "")
+        self._password = str(_connection_kwargs(client).get("password") or "")
         self._lock = threading.Lock()
         self._queues: dict[str, _QueueState] = {}
         self._known: set[str] = set()
@@ -178,13 +194,16 @@ class QueueCollector(Collector):
         return text.replace(self._password, "***") if self._password else text
 
     def _scrape(self, out: list[Metric]) -> int:
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.info()
-            pipe.slowlog_len()
-            pipe.slowlog_get(1)
-            pipe.client_list()
-            pipe.time()
-            info, slow_len, slow_last, clients, now = pipe.execute(raise_on_error=False)
+        if _cluster.is_cluster(self.client):  # server figures from one master, CLIENT LIST from every node
+            info, slow_len, slow_last, clients, now = _cluster.server_reads(self.client)
+        else:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.info()
+                pipe.slowlog_len()
+                pipe.slowlog_get(1)
+                pipe.client_list()
+                pipe.time()
+                info, slow_len, slow_last, clients, now = pipe.execute(raise_on_error=False)
         for required in (info, now):
             if isinstance(required, Exception):
                 raise required
@@ -206,7 +225,7 @@ class QueueCollector(Collector):
         scan = self._scan
         if scan is not None:
             for _ in range(self.scan_budget // SCAN_COUNT):
-                scan.cursor, keys = self.client.scan(scan.cursor, match=self._pattern, count=SCAN_COUNT)
+                scan.cursor, keys = _cluster.scan_page(self.client, scan.cursor, self._pattern, SCAN_COUNT)
                 scan.found.update(name for name in map(self._queue_of, keys) if name)
                 if scan.cursor == 0:  # a complete pass: queues not seen in it are gone
                     self._track(scan.found)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .connection import mask_url
 from .errors import ConfigurationError, InvalidOptionError
 
 #: where the runbooks live: next to the package in a checkout
@@ -50,14 +54,23 @@ def run(
     unknown = set(params) - set(known)
     if unknown:
         raise InvalidOptionError(
-            f"runbook {source.stem} has no parameter(s) {sorted(unknown)}; it takes: {', '.join(known)}",
+            f"runbook {source.stem} has no parameter(s) {sorted(unknown, key=repr)}; it takes: {', '.join(known)}",
             option="params",
         )
+    # papermill writes parameters into the executed notebook (a cell and its metadata): a URL with credentials
+    # reaches the kernel through its environment instead, as SBQUEUE_REDIS_URL (the runbooks' fallback)
+    secret_url = params.get("redis_url")
+    if isinstance(secret_url, str) and mask_url(secret_url) != secret_url:
+        del params["redis_url"]
+    else:
+        secret_url = None
     out = Path(output) if output else Path("reports") / f"{source.stem}-{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(str(source), str(out), parameters=params, progress_bar=False,
-                                   execution_timeout=timeout, kernel_name="python3", cwd=str(out.parent))  # fmt: skip
+        with _kernel_env("SBQUEUE_REDIS_URL", secret_url):
+            papermill.execute_notebook(str(source), str(out), parameters=params, progress_bar=False,
+                                       execution_timeout=timeout, kernel_name="python3",
+                                       cwd=str(out.parent))  # fmt: skip
     except papermill.PapermillExecutionError as exc:
         if html_path:
             to_html(out, html_path)
@@ -67,6 +80,27 @@ def run(
     if html_path:
         to_html(out, html_path)
     return out
+
+
+_ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _kernel_env(name: str, value: str | None) -> Iterator[None]:
+    """Set ``name`` in this process's environment (which a new kernel inherits) while the block runs."""
+    if value is None:
+        yield
+        return
+    with _ENV_LOCK:
+        old = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def to_html(notebook: str | Path, path: str | Path) -> Path:

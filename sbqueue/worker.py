@@ -58,6 +58,9 @@ class Worker(EventEmitter):
     (every failed attempt, as Node's Worker; the last one has ``job.attempts_made == job.max_attempts``
     or was unrecoverable), ``progress(job, value)``, ``stalled(job_id)``, ``error(exc)``, ``drained()``,
     ``closed()``.
+
+    On Redis Cluster the queue needs a ``{hash tag}`` in its prefix or name (else :class:`ClusterKeyError`
+    here); the worker blocks on one connection, to the master that owns the queue's slot.
     """
 
     def __init__(

@@ -12,6 +12,17 @@ import redis
 from sbqueue import embedded
 
 
+#: test folders that start and use their own Redis servers: CI's second run (--redis-url) skips them
+OWN_SERVER_DIRS = ("cluster", "chaos")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        if "tests" in parts and any(d in parts[parts.index("tests") + 1 :] for d in OWN_SERVER_DIRS):
+            item.add_marker(pytest.mark.own_server)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--redis-url",

@@ -54,8 +54,9 @@ class AsyncQueue(AsyncQueueReads):
         self.max_job_bytes = _opts.validate_count(max_job_bytes, "max_job_bytes", minimum=1, maximum=512 * 2**20)
         self.max_len_events = _opts.validate_count(max_len_events, "max_len_events", minimum=1)
         self._client = _connection.coerce_async(connection)
+        self._owns_client = self._client is not connection
         # on Redis Cluster every key of the queue must share one slot: refuse now, before any write
-        _cluster.check_queue(self._client, self.keys, owned=connection is None or isinstance(connection, str))
+        _cluster.check_queue(self._client, self.keys, owned=self._owns_client)
         self._run = ScriptRunner(self._client, self.keys)
         self._meta_written = False
 
@@ -68,8 +69,10 @@ class AsyncQueue(AsyncQueueReads):
         return self._client
 
     async def close(self) -> None:
-        """Close the queue's connections."""
-        await self._client.aclose()
+        """Close the queue's connections. A Redis Cluster client passed in by the caller is left open (redis-py
+        cannot reopen a closed cluster client; the caller closes it)."""
+        if self._owns_client or not _cluster.is_cluster(self._client):
+            await self._client.aclose()
 
     async def __aenter__(self) -> AsyncQueue:
         return self

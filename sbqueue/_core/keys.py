@@ -15,8 +15,6 @@ QUEUE_KEYS: tuple[str, ...] = (
     "metrics:completed", "metrics:failed", "metrics:completed:data", "metrics:failed:data",
 )  # fmt: skip
 
-_HASHTAG = re.compile(r"\{([^}]+)\}")
-
 
 def validate_queue_name(name: object) -> str:
     """Queue names are non-empty strings without ':' (BullMQ rejects ':' too)."""
@@ -37,9 +35,16 @@ def validate_prefix(prefix: object) -> str:
 
 
 def hash_tag(key: str) -> str | None:
-    """The Redis Cluster hash tag of ``key`` (text of its first ``{...}``), or None."""
-    match = _HASHTAG.search(key)
-    return match.group(1) if match else None
+    """The Redis Cluster hash tag of ``key``, or None (then the whole key is hashed).
+
+    Redis's rule: the text between the first ``{`` and the first ``}`` after it, if that text is not empty
+    (``"{}{a}"`` has no tag: its first ``{`` is followed at once by ``}``).
+    """
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +108,19 @@ class QueueKeys:
         return f"{base}:w:{worker_name}" if worker_name else base
 
     def check_cluster_slot(self) -> None:
-        """On Redis Cluster every key of a queue must hash to one slot: demand a ``{tag}``."""
-        if hash_tag(self.key("wait")) is None or hash_tag(self.job("1")) != hash_tag(self.key("wait")):
+        """On Redis Cluster every key of a queue must hash to one slot: demand a ``{tag}``.
+
+        BullMQ's scripts (and sbqueue's) build job keys from the queue's key prefix, so Redis Cluster can
+        run them only when all of the queue's keys carry the same hash tag (spec §1).
+        """
+        tag = hash_tag(self.key("wait"))
+        if tag is None or hash_tag(self.job("1")) != tag:
             raise ClusterKeyError(
-                f"queue {self.name!r} with prefix {self.prefix!r} spans hash slots on Redis Cluster; "
-                f"put a hash tag in the prefix, e.g. prefix='{{{self.prefix}}}', or in the queue name"
+                f"queue {self.name!r} with prefix {self.prefix!r} cannot be used on Redis Cluster: its keys "
+                f"(e.g. {self.key('wait')!r}, {self.job('1')!r}) hash to different slots, and the queue's Lua "
+                f"scripts need every key of a queue in one slot. Put a hash tag in the prefix, e.g. "
+                f"prefix={'{' + self.prefix + '}'!r}, or in the queue name, e.g. {'{' + self.name + '}'!r}, "
+                "and use the same prefix and name in every producer and worker (Node BullMQ included)"
             )
 
 

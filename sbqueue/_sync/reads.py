@@ -8,6 +8,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from .. import _cluster
 from .._core.keys import QueueKeys
 from .._core.records import decode_job_hash
 from .._core.states import DEFAULT_COUNT_STATES, STATE_KEYS, check_states
@@ -36,7 +37,8 @@ class QueueReads:
             from ..inspection import Inspector, bind
 
             # the inspector is synchronous: reuse a sync client, or reach the same server by URL
-            client = self._client if isinstance(self._client, redis.Redis) else _connection.url_of(self._client)
+            sync = isinstance(self._client, (redis.Redis, _cluster.SyncCluster))
+            client = self._client if sync else _connection.url_of(self._client)
             found = self._inspector = bind(Inspector(client, self.keys.prefix), self.name)
         return found
 
@@ -170,8 +172,9 @@ class QueueReads:
         return {"meta": meta, "data": [int(x) for x in data], "count": int(total)}
 
     def get_workers(self) -> list[dict[str, str]]:
-        """Connections of workers on this queue (Node and sbqueue name them the same way)."""
-        clients = self._client.client_list()
+        """Connections of workers on this queue (Node and sbqueue name them the same way); on Redis Cluster,
+        those of every node (each entry then has the ``node`` it is connected to)."""
+        clients = _cluster.client_list(self._client)  # every node of a cluster
         wanted = f"{self.keys.prefix}:{base64.b64encode(self.name.encode()).decode()}"
         out = []
         for c in clients:

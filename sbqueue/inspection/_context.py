@@ -3,6 +3,9 @@
 Nothing here writes to Redis. Batched job reads use one read-only Lua script per batch (:data:`HMGET_SCRIPT`,
 only ``HMGET``) when the server lets us run scripts, and fall back to pipelines otherwise (e.g. an ACL user
 without ``+eval``). Every batch is bounded (ids and bytes), so no single call keeps Redis busy for long.
+
+On Redis Cluster, SCAN visits every master in turn, and a script runs on the master that owns the queue's
+hash tag (a queue without one is read with pipelines, which route each key).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 import redis
 
+from .. import _cluster
 from .._core.keys import QueueKeys, _glob_escape
 
 
@@ -145,36 +149,53 @@ class Context:
             return _NoBar()
         return tqdm(total=total, desc=desc, leave=False)
 
+    @property
+    def server(self) -> Any:
+        """The client for server-wide commands (INFO, SLOWLOG, CONFIG, LATENCY, MEMORY STATS): the client
+        itself, or on Redis Cluster a client on its first master (by address)."""
+        return _cluster.primaries(self.client)[0]
+
+    def nodes(self) -> list[Any]:
+        """Where keys live: the client itself, or on Redis Cluster a client per master."""
+        return _cluster.primaries(self.client)
+
     def scan(self, match: str, *, count: int = 1000, type_: str | None = None) -> Iterator[list[str]]:
-        """SCAN (never KEYS) yielding batches of key names."""
-        cursor: Any = 0
-        while True:
-            cursor, batch = self.client.scan(cursor=cursor, match=match, count=count, _type=type_)
-            if batch:
-                yield list(batch)
-            if int(cursor) == 0:
-                return
+        """SCAN (never KEYS) yielding batches of key names (every master of a cluster, in turn)."""
+        for node in self.nodes():
+            cursor: Any = 0
+            while True:
+                cursor, batch = node.scan(cursor=cursor, match=match, count=count, _type=type_)
+                if batch:
+                    yield list(batch)
+                if int(cursor) == 0:
+                    break
 
     def prefix_pattern(self) -> str:
         return _glob_escape(self.prefix) + ":*"
 
     # --- scripts and batched hash reads ----------------------------------------------------------------
-    def script(self, script: Script, args: Sequence[Any]) -> Any:
-        """Run a read-only script; raise :class:`ScriptsUnavailable` when this server/user refuses scripts."""
-        if self.use_script is False:
-            raise ScriptsUnavailable(script.name)
+    def script(self, script: Script, args: Sequence[Any], *, node: Any = None) -> Any:
+        """Run a read-only script (on ``node``, one of :meth:`nodes`, if given); raise
+        :class:`ScriptsUnavailable` when this server/user refuses scripts."""
+        if self.use_script is False or (node is None and _cluster.is_cluster(self.client)):
+            raise ScriptsUnavailable(script.name)  # keyless scripts on a cluster need a node to run on
+        client = self.client if node is None else node
         try:
             try:
-                result = self.client.evalsha(script.sha, 0, *args)
+                result = client.evalsha(script.sha, 0, *args)
             except redis.exceptions.NoScriptError:
-                result = self.client.eval(script.source, 0, *args)
+                result = client.eval(script.source, 0, *args)
         except redis.exceptions.NoPermissionError:
             self.use_script = False
+            raise ScriptsUnavailable(script.name) from None
+        except redis.exceptions.AskError:  # MOVED/ASK: a cluster slot moved under us; pipelines follow it
             raise ScriptsUnavailable(script.name) from None
         except redis.ResponseError as exc:
             text = str(exc).lower()
             if "unknown command" in text or "disabled" in text or "noscript" in text:
                 self.use_script = False
+                raise ScriptsUnavailable(script.name) from None
+            if "slot" in text or "non local key" in text:  # a cluster refused keys of several slots
                 raise ScriptsUnavailable(script.name) from None
             raise
         self.use_script = True
@@ -185,7 +206,8 @@ class Context:
         if not ids:
             return []
         try:
-            return list(self.script(HMGET_SCRIPT, [base, len(fields), *fields, *ids]))
+            node = _cluster.node_for_key(self.client, base)
+            return list(self.script(HMGET_SCRIPT, [base, len(fields), *fields, *ids], node=node))
         except ScriptsUnavailable:
             pass
         pipe = self.pipe()
@@ -202,7 +224,8 @@ class Context:
         if not ids:
             return [], [[] for _ in fields]
         try:
-            reply = self.script(HMGET_COLUMNS_SCRIPT, [base, len(fields), *fields, *ids])
+            node = _cluster.node_for_key(self.client, base)
+            reply = self.script(HMGET_COLUMNS_SCRIPT, [base, len(fields), *fields, *ids], node=node)
             return list(reply[0]), [list(col) for col in reply[1:]]
         except ScriptsUnavailable:
             pass

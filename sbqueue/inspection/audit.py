@@ -140,7 +140,7 @@ def _sample(ctx: Context) -> tuple[dict[str, Any], int, float]:
     for values in got.values():
         merged.update(values)
     try:
-        entries = ctx.client.slowlog_get(1)
+        entries = ctx.server.slowlog_get(1)
         last_id = int(entries[0]["id"]) if entries else -1
     except redis.ResponseError:
         last_id = -1

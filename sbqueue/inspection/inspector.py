@@ -22,14 +22,16 @@ from ._context import Context
 #:   is granted, so the user cannot change data.
 #: * ``+ping +info`` are needed to connect (sbqueue checks the server version); ``+select`` only for db != 0.
 #: * ``+client|list`` (workers, clients, queues), ``+slowlog|get`` (slowlog, alerts), ``+latency|latest
-#:   +latency|doctor``, ``+memory|stats +memory|doctor`` (Redis 7 splits MEMORY; 6.2 has it in @read) and
-#:   ``+config|get`` (config_audit degrades to "unknown" rows without it).
+#:   +latency|doctor``, ``+memory|stats +memory|doctor`` (Redis 7 splits MEMORY; 6.2 has it in @read).
+#: * not ``+config|get``: CONFIG GET also returns ``requirepass`` and ``masterauth`` (the admin password of a
+#:   password-only server) and ACLs cannot grant it per setting. Without it config_audit reports "unknown" rows;
+#:   add ``+config|get`` (``sbqueue.acl.INSPECTOR_CONFIG_RULE``) only where those settings hold no secret.
 #: * ``+eval +evalsha`` run one read-only Lua script (HMGET only) per batch of jobs. ACL rules apply to
 #:   commands inside scripts too, so this grants no write; without them job reads fall back to pipelines
 #:   (same results, about 2x slower).
 INSPECTOR_ACL = (
     "resetkeys ~* resetchannels -@all +@read +ping +select +info +client|list +slowlog|get +latency|latest "
-    "+latency|doctor +memory|stats +memory|doctor +config|get +eval +evalsha"
+    "+latency|doctor +memory|stats +memory|doctor +eval +evalsha"
 )
 
 
@@ -42,6 +44,11 @@ class Inspector:
     whose columns and dtypes are declared in :data:`sbqueue.inspection.SCHEMAS` and hold for empty
     results; timestamps are UTC, durations float seconds (``*_s``). Parsed JSON values (``data``,
     ``opts``…) may be shared between rows: treat them as read-only.
+
+    Redis Cluster (a cluster URL or a ``redis.cluster.RedisCluster``): discovery, ``bigkeys()`` and
+    ``memory_by_queue()`` scan every master, ``workers()``/``clients()`` list every node's connections, and
+    the server views (``info()``, ``slowlog()``, ``latency()``, ``memory()``, ``config_audit()``…) describe
+    the first master.
 
     Example: ``Inspector("redis://localhost:6379/0").queues()``
     """

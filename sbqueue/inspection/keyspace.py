@@ -9,10 +9,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import redis
 
+from .. import _cluster
 from ._context import Context, Script, ScriptsUnavailable
 from .schemas import from_records
 
@@ -148,40 +150,43 @@ def _batches(ctx: Context, match: str, top: int, sample: int | None, heap: list[
     """Per SCAN batch: (keys examined, {(queue, role): [keys, bytes]}, [(bytes, key)] candidates).
 
     ``top`` > 0 (bigkeys): no totals; only keys at least as big as the smallest of the full running top
-    ``heap`` come back.
+    ``heap`` come back. On Redis Cluster every master is scanned in turn (the script runs on each).
     """
     big = top > 0
     head = ctx.prefix + ":"
-    cursor = "0"
     scanned = 0
-    while True:
-        limit = 0 if sample is None else sample - scanned
-        threshold = heap[0][0] if big and len(heap) >= top else 0
-        try:
-            args = [cursor, match, 1000, head, "big" if big else "agg", limit, SAMPLES, threshold]
-            cursor, n, flat = ctx.script(MEMORY_SCRIPT, args)
-            if big:
-                agg, pairs = {}, [(int(flat[i + 1]), str(flat[i])) for i in range(0, len(flat), 2)]
-            else:
-                agg = {(str(flat[i]), str(flat[i + 1])): [int(flat[i + 2]), int(flat[i + 3])]
-                       for i in range(0, len(flat), 4)}  # fmt: skip
-                pairs = []
-        except ScriptsUnavailable:
-            cursor, n, agg, pairs = _batch_pipelined(ctx, cursor, match, big, limit, threshold)
-        scanned += int(n)
-        yield int(n), agg, pairs
-        if str(cursor) == "0" or (sample is not None and scanned >= sample):
-            return
+    for node in ctx.nodes():
+        cursor = "0"
+        while True:
+            limit = 0 if sample is None else sample - scanned
+            threshold = heap[0][0] if big and len(heap) >= top else 0
+            try:
+                args = [cursor, match, 1000, head, "big" if big else "agg", limit, SAMPLES, threshold]
+                cursor, n, flat = ctx.script(MEMORY_SCRIPT, args, node=node)
+                if big:
+                    agg, pairs = {}, [(int(flat[i + 1]), str(flat[i])) for i in range(0, len(flat), 2)]
+                else:
+                    agg = {(str(flat[i]), str(flat[i + 1])): [int(flat[i + 2]), int(flat[i + 3])]
+                           for i in range(0, len(flat), 4)}  # fmt: skip
+                    pairs = []
+            except ScriptsUnavailable:
+                cursor, n, agg, pairs = _batch_pipelined(ctx, node, cursor, match, big, limit, threshold)
+            scanned += int(n)
+            yield int(n), agg, pairs
+            if sample is not None and scanned >= sample:
+                return
+            if str(cursor) == "0":
+                break
 
 
 def _batch_pipelined(
-    ctx: Context, cursor: str, match: str, big: bool, limit: int, threshold: int
+    ctx: Context, node: Any, cursor: str, match: str, big: bool, limit: int, threshold: int
 ) -> tuple[str, int, dict[tuple[str, str], list[int]], list[tuple[int, str]]]:
-    """The same batch as :data:`MEMORY_SCRIPT`, with SCAN + a pipeline of MEMORY USAGE."""
-    nxt, keys = ctx.client.scan(cursor=cursor, match=match, count=1000)
+    """The same batch as :data:`MEMORY_SCRIPT`, with SCAN + a pipeline of MEMORY USAGE on ``node``."""
+    nxt, keys = node.scan(cursor=cursor, match=match, count=1000)
     if limit > 0:
         keys = keys[:limit]
-    pipe = ctx.pipe()
+    pipe = node.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key, samples=SAMPLES)
     sizes = pipe.execute(raise_on_error=False) if keys else []
@@ -203,7 +208,7 @@ def _batch_pipelined(
 
 def _total(ctx: Context) -> int | None:
     try:
-        return int(ctx.client.dbsize())
+        return _cluster.dbsize(ctx.client)
     except redis.ResponseError:
         return None
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import redis
 
+from .. import _cluster
 from .._core.keys import QUEUE_KEYS
 from ._context import Context
 from .schemas import build_frame, from_records
@@ -59,9 +60,9 @@ def parse_client_name(name: str | None, prefix: str) -> dict[str, Any] | None:
 
 
 def client_list(ctx: Context) -> list[dict[str, Any]]:
-    """CLIENT LIST (one call); [] when the server refuses it."""
+    """CLIENT LIST (one call per node); [] when the server refuses it."""
     try:
-        return list(ctx.client.client_list())
+        return list(_cluster.client_list(ctx.client))  # every node of a cluster
     except redis.ResponseError:
         return []
 
@@ -103,7 +104,7 @@ def discover(ctx: Context) -> list[str]:
     names: set[str] = set()
     head = ctx.prefix + ":"
     try:
-        total = int(ctx.client.dbsize())
+        total = _cluster.dbsize(ctx.client)
     except redis.ResponseError:
         total = None
     bar = ctx.bar(total, "scanning queues")

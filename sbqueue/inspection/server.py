@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import redis
 
+from .. import _cluster
 from .._core.scripts import SPECS, source
 from ._context import HMGET_SCRIPT, Context
 from .keyspace import MEMORY_SCRIPT
@@ -51,7 +52,7 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
 
 def info_sections(ctx: Context, sections: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
     """``{section: INFO dict}`` in one pipeline; refused or unknown sections come back empty."""
-    pipe = ctx.pipe()
+    pipe = ctx.server.pipeline(transaction=False)
     for section in sections:
         pipe.info(section)
     got = pipe.execute(raise_on_error=False)
@@ -72,7 +73,7 @@ def info(ctx: Context, section: str | None = None) -> pd.DataFrame:
 def clients(ctx: Context) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.clients`."""
     records = []
-    for c in ctx.client.client_list():
+    for c in _cluster.client_list(ctx.client):
         parsed = parse_client_name(c.get("name"), ctx.prefix) or {}
         rec: dict[str, Any] = {k: c.get(k) or None for k in ("name", "addr", "laddr", "user", "flags", "cmd")}
         for col, field in (("id", "id"), ("db", "db"), ("multi", "multi"), ("sub", "sub"), ("psub", "psub"),
@@ -90,7 +91,7 @@ def clients(ctx: Context) -> pd.DataFrame:
 def config_values(ctx: Context) -> dict[str, str] | None:
     """CONFIG GET * (None when refused, e.g. on managed Redis)."""
     try:
-        return dict(ctx.client.config_get("*"))
+        return dict(ctx.server.config_get("*"))
     except redis.ResponseError:
         return None
 
@@ -134,7 +135,7 @@ def slowlog(ctx: Context, n: int = 128) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.slowlog`."""
     known = script_names()
     records = []
-    for entry in ctx.client.slowlog_get(n):
+    for entry in ctx.server.slowlog_get(n):
         command = entry.get("command")
         command = command.decode(errors="replace") if isinstance(command, bytes) else str(command or "")
         args = command.split(" ")
@@ -156,7 +157,7 @@ def slowlog(ctx: Context, n: int = 128) -> pd.DataFrame:
 def latency(ctx: Context) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.latency`."""
     records = []
-    for item in ctx.client.execute_command("LATENCY", "LATEST") or []:
+    for item in ctx.server.execute_command("LATENCY", "LATEST") or []:
         event, stamp, latest, peak = (list(item) + [None] * 4)[:4]
         records.append({"event": event, "last_spike": _number(stamp) * 1000, "latest_s": _number(latest) / 1000,
                         "max_s": _number(peak) / 1000})  # fmt: skip
@@ -167,7 +168,7 @@ def latency(ctx: Context) -> pd.DataFrame:
 
 def _doctor(ctx: Context, command: str) -> str:
     try:
-        text = ctx.client.execute_command(command, "DOCTOR")
+        text = ctx.server.execute_command(command, "DOCTOR")
     except redis.ResponseError as exc:
         return f"unavailable: {exc}"
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
@@ -175,7 +176,7 @@ def _doctor(ctx: Context, command: str) -> str:
 
 def memory(ctx: Context) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.memory`."""
-    raw = ctx.client.execute_command("MEMORY", "STATS")
+    raw = ctx.server.execute_command("MEMORY", "STATS")
     stats = _pairs(raw)
     records = [{"metric": k, "value": v, "number": _number(v)} for k, v in _flatten("", stats)]
     doctor = _doctor(ctx, "MEMORY")
