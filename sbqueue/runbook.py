@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 
 from . import connection as _connection
+from ._core import options as _opts
+from ._core.keys import validate_queue_name
 from ._sync.queue import Queue
 from .errors import InvalidOptionError, SbqueueError
 from .inspection import Inspector
@@ -71,9 +73,13 @@ class Finding:
             lines.append(f"  evidence: {row['check']}: {row['evidence']}")
         if self.applied:
             lines += [f"  done: {a}" for a in self.applied]
-        elif len(self.plan):
-            lines.append(f"  planned (dry run, nothing changed): {', '.join(self.plan['action'])}")
-        if self.verified is not None:
+        elif len(self.plan) and self.plan["automatic"].any():
+            auto = self.plan[self.plan["automatic"]]
+            lines.append(f"  planned (dry run, nothing changed): {', '.join(auto['action'])}")
+        manual = self.plan[~self.plan["automatic"]] if len(self.plan) else self.plan
+        for _, row in manual.iterrows():
+            lines.append(f"  needs a human: {row['action']} ({row['detail']})")
+        if self.verified is not None and (self.applied or not len(manual)):
             lines.append(f"  verified: {'fixed' if self.verified[0] else 'NOT fixed'} ({self.verified[1]})")
         return "\n".join(lines)
 
@@ -141,10 +147,11 @@ def diagnose_stuck(queue: str | Queue, connection: Any = None, prefix: str = "bu
 
     def verify() -> tuple[bool, str]:
         again = diagnose_stuck(q)
-        return (again.cause != cause or cause == "not stuck"), f"cause now: {again.cause}"
+        return (again.cause != cause or cause in ("not stuck", "nothing waiting")), f"cause now: {again.cause}"
 
     summary = {
         "not stuck": "nothing is waiting: the queue is not stuck",
+        "nothing waiting": "nothing is waiting or delayed: the queue is not stuck",
         "paused": f"the queue is paused with {runnable} runnable jobs",
         "no workers": f"{runnable} jobs are waiting and no worker is connected",
         "rate limited": f"the rate limit is used up for another {limit_ttl / 1000:.0f} s",
@@ -217,6 +224,9 @@ def diagnose_failed(queue: str | Queue, connection: Any = None, prefix: str = "b
     (``signature`` substring), job ``name`` and/or ``since`` window, in batches."""
     if action not in ("retry", "remove"):
         raise InvalidOptionError(f"action must be 'retry' or 'remove', got {action!r}", option="action")
+    if signature is not None and not isinstance(signature, str):
+        raise InvalidOptionError(f"signature must be a substring (str) or None, got {signature!r}", option="signature")
+    batch = _opts.validate_count(batch, "batch", minimum=1)
     q = _queue(queue, connection, prefix)
     insp = Inspector(q.client, q.prefix)
     groups = insp.failures(q.name, name=name, since=since)
@@ -268,6 +278,14 @@ def diagnose_memory(connection: Any = None, prefix: str = "bull", *, max_age: dt
     """Which queue eats the memory, and which finished jobs are older than ``max_age`` (kept because no
     removeOnComplete/removeOnFail is set). Fix: clean them by age (batched) — in every queue, or only in
     ``queue``."""
+    if not isinstance(max_age, dt.timedelta) or not dt.timedelta(0) <= max_age <= dt.timedelta(days=36_500):
+        raise InvalidOptionError(f"max_age must be a timedelta of 0 to 100 years, got {max_age!r}", option="max_age")
+    if (isinstance(states, str) or not isinstance(states, (tuple, list)) or not states
+            or not all(state in ("completed", "failed") for state in states)):  # fmt: skip
+        raise InvalidOptionError(f"states must be a tuple of 'completed'/'failed', got {states!r}", option="states")
+    limit = _opts.validate_count(limit, "limit", minimum=0)
+    if queue is not None:
+        validate_queue_name(queue)
     client = _connection.coerce(connection)
     insp = Inspector(client, prefix)
     by_queue = insp.memory_by_queue()
