@@ -65,8 +65,11 @@ def _literal(text: str) -> object:
 
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # e.g. "{[1]: 2}", "-" * 10**5 + "1"
         return text
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--stalled-interval", type=int, default=30_000, help="ms")
     worker.add_argument("--max-stalled-count", type=int, default=1)
     worker.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish in-flight jobs")
-    worker.add_argument("--log-level", default="INFO")
+    worker.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     worker.set_defaults(func=_worker)
 
     exporter = sub.add_parser("exporter", help="serve Prometheus metrics of the queues and their Redis")
@@ -99,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--port", type=int, default=9121)
     exporter.add_argument("--address", default="0.0.0.0", help="address to listen on")
     exporter.add_argument("--discovery-interval", type=float, default=60.0, help="seconds between queue scans")
-    exporter.add_argument("--log-level", default="INFO")
+    exporter.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     exporter.set_defaults(func=_exporter)
 
     report = sub.add_parser("report", help="run a runbook with papermill and render it as HTML")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, cast
-from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -81,6 +81,31 @@ def _mask_raw(url: str) -> str:
     return f"{head[:start]}{masked}@{rest}{q}{_mask_query(query)}"
 
 
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a redis-py error message) with every secret of ``url`` replaced by ``***``: the password
+    (raw and percent-decoded), what :func:`mask_url` hides when a malformed URL puts it in the host or path
+    (``unix://:p/w@...`` reaches the error as a socket path), and secret-looking query values."""
+    secrets: set[str] = set()
+    try:
+        secrets.add(urlsplit(url).password or "")
+    except ValueError:
+        pass
+    head, at, _tail = url.rpartition("@")
+    if at:
+        start = head.find("://")
+        userinfo = head[start + 3 if start >= 0 else 0 :]
+        secrets.add(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
+    for item in url.partition("?")[2].split("&"):
+        name, eq, value = item.partition("=")
+        if eq and _SECRET_ARG.search(unquote_plus(name)):
+            secrets.add(value)
+    for secret in sorted(secrets | {unquote_plus(s) for s in secrets} | {unquote(s) for s in secrets}, key=len,
+                         reverse=True):  # fmt: skip
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def resolve_url(url: str | None = None) -> tuple[str | None, str]:
     """Return ``(url, source)``: the URL to use and where it came from.
 
@@ -126,13 +151,20 @@ def validate_url(url: str) -> None:
         options = redis.connection.parse_url(url)
     except ValueError as exc:  # e.g. "Invalid value for 'db' in connection URL." (names the argument only)
         problem = str(exc)
+    masked = mask_url(url)
+    # argument names are echoed only when the masked URL shows them: an unencoded '?' in a password would
+    # otherwise make part of the password an "argument name"
+    unclear = "; percent-encode '@', ':', '/', '?', '#' and '%' in the user name and password"
     if problem:
-        raise ConfigurationError(f"Redis URL {mask_url(url)!r}: {problem}")
+        shown = all(name in masked for name in re.findall(r"'([^']*)'", problem))
+        raise ConfigurationError(f"Redis URL {masked!r}: {problem if shown else 'invalid query argument' + unclear}")
     given = {k for k in options if k.lower() != _cluster.URL_OPTION}  # ?cluster= is sbqueue's own option
     unknown = sorted(given - _accepted_options(options.get("connection_class", redis.connection.Connection)))
     if unknown:
+        if not all(name in masked for name in unknown):
+            raise ConfigurationError(f"Redis URL {masked!r} has unknown query arguments{unclear}")
         hint = " (TLS options need rediss://)" if any(u.startswith("ssl") for u in unknown) else ""
-        raise ConfigurationError(f"Redis URL {mask_url(url)!r} has unknown query argument(s) {unknown}{hint}")
+        raise ConfigurationError(f"Redis URL {masked!r} has unknown query argument(s) {unknown}{hint}")
 
 
 def _accepted_options(cls: type) -> set[str]:
@@ -141,8 +173,9 @@ def _accepted_options(cls: type) -> set[str]:
 
     names = {"connection_class"}
     for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names.update(p.name for p in inspect.signature(klass.__init__).parameters.values()
+        init = vars(klass).get("__init__")
+        if init is not None:
+            names.update(p.name for p in inspect.signature(init).parameters.values()
                          if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))  # fmt: skip
     return names - {"self"}
 
@@ -158,7 +191,9 @@ def check_version(version: str, url: str) -> None:
 
 
 def _client_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    opts = {"decode_responses": True, "socket_connect_timeout": 5.0, "health_check_interval": 0}
+    # bytes that are not UTF-8 (a peer's binary data) decode to U+FFFD instead of raising in the middle of a reply
+    opts = {"decode_responses": True, "encoding_errors": "replace", "socket_connect_timeout": 5.0,
+            "health_check_interval": 0}  # fmt: skip
     opts.update(kwargs)
     return opts
 
@@ -222,11 +257,12 @@ def ping(client: redis.Redis, url: str) -> None:
         version = str(client.info("server").get("redis_version", "0"))
     except redis.AuthenticationError as exc:
         raise ConnectionFailedError(
-            f"Redis at {mask_url(url)} refused the credentials ({exc}); check the user/password in the URL"
+            f"Redis at {mask_url(url)} refused the credentials ({scrub(str(exc), url)}); "
+            "check the user/password in the URL"
         ) from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise ConnectionFailedError(
-            f"cannot reach Redis at {mask_url(url)} ({exc}); is the server running? "
+            f"cannot reach Redis at {mask_url(url)} ({scrub(str(exc), url)}); is the server running? "
             "Set SBQUEUE_REDIS_URL, pass url=..., or unset both to use the embedded server"
         ) from None
     check_version(version, url)

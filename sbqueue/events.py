@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,9 +12,12 @@ from typing import Any
 import redis
 
 from . import connection as _connection
+from ._core import options as _opts
 from ._core.keys import QueueKeys
+from .errors import InvalidOptionError
 
 log = logging.getLogger("sbqueue")
+_STREAM_ID = re.compile(r"\$|[0-9]{1,20}(-[0-9]{1,20})?")  # fullmatch: "$", "0", "1700000000000-0"
 
 
 class EventEmitter:
@@ -80,10 +84,16 @@ class QueueEvents(EventEmitter):
         super().__init__()
         self.keys = QueueKeys(prefix, queue_name)
         self.name = queue_name
+        if (not isinstance(last_event_id, str) or not _STREAM_ID.fullmatch(last_event_id)
+                or any(int(part) >= 2**64 for part in last_event_id.strip("$").split("-") if part)):  # fmt: skip
+            raise InvalidOptionError(f"last_event_id must be '$' or a stream id like '0' or '1700000000000-0', "
+                                     f"got {last_event_id!r}", option="last_event_id")  # fmt: skip
+        block_ms = _opts.validate_count(block_ms, "block_ms", minimum=1, maximum=10**7)
         base = _connection.coerce(connection)
         # XREAD BLOCK needs a socket timeout longer than the block time
         self._client = _connection.sync_twin(
-            base, socket_timeout=block_ms / 1000 + 10, client_name=self.keys.client_name(events=True)
+            base, socket_timeout=block_ms / 1000 + 10, client_name=self.keys.client_name(events=True),
+            encoding_errors="replace",  # a peer's non-UTF-8 bytes must not stop the reader
         )
         self.last_event_id = last_event_id
         self.block_ms = block_ms
@@ -102,7 +112,7 @@ class QueueEvents(EventEmitter):
         self._resolve_start()
         reply: Any = self._client.xread(
             {self.keys.key("events"): self.last_event_id}, count=count,
-            block=self.block_ms if block_ms is None else block_ms,
+            block=(self.block_ms if block_ms is None else block_ms) or None,  # 0: no wait (BLOCK 0 = forever)
         )  # fmt: skip
         return [decode_event(entry_id, fields) for _stream, entries in reply or [] for entry_id, fields in entries]
 

@@ -57,7 +57,7 @@ from redis.retry import Retry
 from . import _cluster
 from ._core.keys import QueueKeys, _glob_escape, validate_prefix, validate_queue_name
 from ._core.states import DEFAULT_COUNT_STATES, STATE_KEYS
-from .connection import mask_url, url_of, validate_url
+from .connection import mask_url, scrub, url_of, validate_url
 from .errors import InvalidQueueNameError
 from .exporter_redis import number, redis_families
 
@@ -190,7 +190,7 @@ class QueueCollector(Collector):
         ]  # fmt: skip
 
     def _scrub(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
+        text = scrub(f"{type(exc).__name__}: {exc}", url_of(self.client))  # also a password a bad URL misplaced
         return text.replace(self._password, "***") if self._password else text
 
     def _scrape(self, out: list[Metric]) -> int:

@@ -39,7 +39,7 @@ def serve(collector: Any, port: int, address: str = "0.0.0.0") -> tuple[Any, thr
     ProcessCollector(registry=registry)
     try:
         return start_http_server(port, addr=address, registry=registry)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0..65535
         raise ConfigurationError(f"cannot listen on {address}:{port}: {exc}") from None
 
 

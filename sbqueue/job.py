@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,13 +60,13 @@ class Job:
     def max_attempts(self) -> int:
         """``opts.attempts`` (BullMQ treats 0/absent as 1)."""
         value = self.opts.get("attempts") or 1
-        return int(value) if isinstance(value, (int, float)) else 1
+        return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else 1
 
     @property
     def timeout(self) -> int | None:
         """Per-job timeout in ms (sbqueue extension), or None."""
         value = self.opts.get("timeout")
-        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+        return int(value) if isinstance(value, (int, float)) and 0 < value < 2**53 else None
 
     @property
     def created_at(self) -> dt.datetime | None:

@@ -108,7 +108,13 @@ class Worker(EventEmitter):
                 f"worker name must be a non-empty string without spaces, got {name!r}", option="name"
             )
         self.name = name
+        if backoff_strategy is not None and not callable(backoff_strategy):
+            raise InvalidOptionError(f"backoff_strategy must be callable, got {backoff_strategy!r}",
+                                     option="backoff_strategy")  # fmt: skip
         self.backoff_strategy = backoff_strategy
+        if isinstance(drain_delay, bool) or not isinstance(drain_delay, (int, float)) or not 0 < drain_delay <= 3600:
+            raise InvalidOptionError(f"drain_delay must be seconds in (0, 3600], got {drain_delay!r}",
+                                     option="drain_delay")  # fmt: skip
         self.drain_delay = float(drain_delay)
         self.metrics_points = _opts.validate_count(metrics_points, "metrics_points")
         self.max_rate_limit_delay = _opts.to_ms(max_rate_limit_delay, "max_rate_limit_delay")
@@ -192,7 +198,7 @@ class Worker(EventEmitter):
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._signal_close)
-        self._client = _connection.async_twin(self._base)
+        self._client = _connection.async_twin(self._base, encoding_errors="replace")  # a peer's non-UTF-8 bytes
         # blocking waits need a socket timeout longer than the block time
         # (on Redis Cluster: one connection, on the master that owns the marker's slot)
         self._bclient = _cluster.blocking_client(
@@ -294,9 +300,11 @@ class Worker(EventEmitter):
                 asked_for = trips.pop(trip)
                 try:
                     fetched, rate_ttl, next_delayed = trip.result()
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
+                    # a ResponseError (OOM, NOPERM, a key of the wrong type...) must not end the worker either
                     self.emit("error", exc)
-                    log.warning("Redis unavailable (%s); retrying in %.1f s", exc, retry_delay)
+                    what = "refused the call" if isinstance(exc, redis.ResponseError) else "unavailable"
+                    log.warning("Redis %s (%s); retrying in %.1f s", what, exc, retry_delay)
                     await asyncio.sleep(retry_delay)
                     retry_delay = min(retry_delay * 2, 10.0)
                     continue
@@ -320,7 +328,7 @@ class Worker(EventEmitter):
     async def _wait_marker(self, timeout: float) -> None:
         try:
             await self._bclient.bzpopmin(self.keys.key("marker"), timeout=timeout)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:  # also e.g. WRONGTYPE on a marker key a peer broke: no busy loop
             log.debug("marker wait failed: %s", exc)
             await asyncio.sleep(0.5)
 
@@ -365,8 +373,10 @@ class Worker(EventEmitter):
             if job.deferred_failure:  # flagged by the stalled check (or a flow): fail without running
                 self._settle_failed(job, UnrecoverableError(job.deferred_failure), final=True)
                 return
-            if job.parse_error and "data" in job.parse_error:
-                self._settle_failed(job, DataError(f"job data is not valid JSON ({job.parse_error})"), final=True)
+            if job.parse_error and ("data:" in job.parse_error or "opts:" in job.parse_error):
+                # what a peer wrote cannot be read: the processor would run on wrong data or options
+                what = "data" if "data:" in job.parse_error else "opts"
+                self._settle_failed(job, DataError(f"job {what} is not valid JSON ({job.parse_error})"), final=True)
                 return
             self.emit("active", job)
             try:

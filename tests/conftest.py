@@ -11,7 +11,6 @@ import redis
 
 from sbqueue import embedded
 
-
 #: test folders that start and use their own Redis servers: CI's second run (--redis-url) skips them
 OWN_SERVER_DIRS = ("cluster", "chaos")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+from urllib.parse import quote
 
 from ..errors import ClusterKeyError, InvalidOptionError, InvalidQueueNameError
 
@@ -101,11 +102,12 @@ class QueueKeys:
         return base64.b64encode(self.name.encode()).decode()
 
     def client_name(self, worker_name: str | None = None, *, events: bool = False) -> str:
-        """Connection name Node BullMQ uses, so dashboards and ``getWorkers()`` see us (spec §1)."""
-        base = f"{self.prefix}:{self.encoded_name}"
+        """Connection name Node BullMQ uses, so dashboards and ``getWorkers()`` see us (spec §1). Characters
+        CLIENT SETNAME refuses (spaces, non-ASCII...) in the prefix or worker name are percent-encoded."""
+        base = f"{_name_safe(self.prefix)}:{self.encoded_name}"
         if events:
             return f"{base}:qe"
-        return f"{base}:w:{worker_name}" if worker_name else base
+        return f"{base}:w:{_name_safe(worker_name)}" if worker_name else base
 
     def check_cluster_slot(self) -> None:
         """On Redis Cluster every key of a queue must hash to one slot: demand a ``{tag}``.
@@ -122,6 +124,11 @@ class QueueKeys:
                 f"prefix={'{' + self.prefix + '}'!r}, or in the queue name, e.g. {'{' + self.name + '}'!r}, "
                 "and use the same prefix and name in every producer and worker (Node BullMQ included)"
             )
+
+
+def _name_safe(text: str) -> str:
+    """``text`` with every character outside ``!``..``~`` percent-encoded (what CLIENT SETNAME accepts)."""
+    return "".join(c if "!" <= c <= "~" else quote(c, safe="") for c in text)
 
 
 def _glob_escape(text: str) -> str:

@@ -15,10 +15,17 @@ def _json(raw: str | None, field: str, errors: list[str], default: Any = None) -
     if raw is None or raw == "":
         return default
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except ValueError as exc:
         errors.append(f"{field}: {exc}")
         return raw
+    except RecursionError:  # valid JSON (a Node peer parses it) nested deeper than Python's parser goes
+        errors.append(f"{field}: nested too deeply to parse")
+        return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON.stringify never writes it)")
 
 
 def _int(raw: str | None, field: str, errors: list[str]) -> int | None:
@@ -29,7 +36,7 @@ def _int(raw: str | None, field: str, errors: list[str]) -> int | None:
     except ValueError:
         try:
             return int(float(raw))
-        except ValueError:
+        except (ValueError, OverflowError):  # "soon", "nan", "inf"
             errors.append(f"{field}: not a number: {raw[:40]!r}")
             return None
 

@@ -49,10 +49,12 @@ def check_states(states: Iterable[str] | str | None, *, default: Iterable[str] =
         return list(default)
     if isinstance(states, str):
         states = [states]
+    if not isinstance(states, Iterable):
+        raise InvalidStateError(f"states must be a state name or a list of them, got {states!r}", option="state")
     out = []
     for state in states:
         name = state.value if isinstance(state, JobState) else state
-        if name not in STATE_KEYS:
+        if not isinstance(name, str) or name not in STATE_KEYS:
             raise InvalidStateError(
                 f"unknown job state {state!r}; allowed: {', '.join(STATE_KEYS)}", option="state", state=str(state)
             )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -150,11 +149,11 @@ class QueueReads:
 
     def get_global_concurrency(self) -> int | None:
         value = self._client.hget(self.keys.key("meta"), "concurrency")
-        return int(value) if value else None
+        return _int(value) or None
 
     def get_global_rate_limit(self) -> dict[str, int] | None:
-        got = self._client.hmget(self.keys.key("meta"), "max", "duration")
-        return {"max": int(got[0]), "duration": int(got[1])} if got[0] and got[1] else None
+        got = [_int(v) for v in self._client.hmget(self.keys.key("meta"), "max", "duration")]
+        return {"max": got[0], "duration": got[1]} if got[0] and got[1] else None
 
     def get_metrics(self, kind: str, start: int = 0, end: int = -1) -> dict[str, Any]:
         """Per-minute counts of ``completed`` or ``failed`` jobs: ``{meta, data, count}``, newest first."""
@@ -167,15 +166,17 @@ class QueueReads:
             pipe.hmget(mkey, "count", "prevTS", "prevCount")
             pipe.lrange(f"{mkey}:data", start, end)
             pipe.llen(f"{mkey}:data")
-            (count, prev_ts, prev_count), data, total = pipe.execute()
-        meta = {"count": int(count or 0), "prevTS": int(prev_ts or 0), "prevCount": int(prev_count or 0)}
-        return {"meta": meta, "data": [int(x) for x in data], "count": int(total)}
+            found = [None if isinstance(x, Exception) else x for x in pipe.execute(raise_on_error=False)]
+        (count, prev_ts, prev_count), data, total = found[0] or (None,) * 3, found[1] or [], found[2] or 0
+        # a peer's garbage (or a key of the wrong type) reads as 0 / nothing, never an exception
+        meta = {"count": _int(count) or 0, "prevTS": _int(prev_ts) or 0, "prevCount": _int(prev_count) or 0}
+        return {"meta": meta, "data": [_int(x) or 0 for x in data], "count": int(total)}
 
     def get_workers(self) -> list[dict[str, str]]:
         """Connections of workers on this queue (Node and sbqueue name them the same way); on Redis Cluster,
         those of every node (each entry then has the ``node`` it is connected to)."""
         clients = _cluster.client_list(self._client)  # every node of a cluster
-        wanted = f"{self.keys.prefix}:{base64.b64encode(self.name.encode()).decode()}"
+        wanted = self.keys.client_name()  # "<prefix>:<base64 name>", as the workers name their connections
         out = []
         for c in clients:
             cname = c.get("name", "")
@@ -192,8 +193,9 @@ class QueueReads:
             else:
                 pipe.lrange(key, -(end + 1) if end >= 0 else 0, -(start + 1))
             pipe.llen(key)
-            logs, count = pipe.execute()
-        return {"logs": list(logs) if asc else list(reversed(logs)), "count": int(count)}
+            logs, count = [None if isinstance(x, Exception) else x for x in pipe.execute(raise_on_error=False)]
+        logs = logs or []  # a logs key of the wrong type reads as no logs
+        return {"logs": list(logs) if asc else list(reversed(logs)), "count": int(count or 0)}
 
     def get_job_schedulers(self) -> list[dict[str, Any]]:
         """Every job scheduler: id, next run (ms), and its stored definition."""
@@ -201,24 +203,40 @@ class QueueReads:
         with self._client.pipeline(transaction=False) as pipe:
             for sid, _score in entries:
                 pipe.hgetall(self.keys.scheduler(sid))
-            hashes = pipe.execute()
+            hashes = pipe.execute(raise_on_error=False)
         return [_scheduler_row(sid, score, raw) for (sid, score), raw in zip(entries, hashes, strict=True)]
 
     def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
         score = self._client.zscore(self.keys.key("repeat"), scheduler_id)
         if score is None:
             return None
-        return _scheduler_row(scheduler_id, score, self._client.hgetall(self.keys.scheduler(scheduler_id)))
+        try:
+            raw = self._client.hgetall(self.keys.scheduler(scheduler_id))
+        except ResponseError:  # WRONGTYPE: a peer wrote something else there
+            raw = {}
+        return _scheduler_row(scheduler_id, score, raw)
 
 
-def _scheduler_row(sid: str, score: float, raw: dict[str, str]) -> dict[str, Any]:
+def _int(value: Any) -> int | None:
+    """An integer from a Redis string, or None for anything else ("many", "1e999", None)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+
+def _scheduler_row(sid: str, score: float, raw: Any) -> dict[str, Any]:
+    raw = raw if isinstance(raw, dict) else {}  # a key of the wrong type (its error, from a pipeline) reads as empty
     decoded = decode_job_hash({"data": raw.get("data", "{}"), "opts": raw.get("opts", "{}")})
     row: dict[str, Any] = {"id": sid, "key": sid, "next": int(score), "name": raw.get("name")}
     for field in ("every", "offset", "limit", "startDate", "endDate", "ic"):
         if field in raw:
             try:
                 row[field] = int(float(raw[field]))
-            except ValueError:
+            except (ValueError, OverflowError):
                 row[field] = raw[field]
     for field in ("pattern", "tz"):
         if field in raw:

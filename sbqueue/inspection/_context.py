@@ -287,12 +287,15 @@ def to_ms(value: Any, *, now_ms: int | None = None, option: str = "time") -> flo
         return None
     if isinstance(value, (dt.timedelta, pd.Timedelta)):
         base = now_ms if now_ms is not None else time.time() * 1000
-        return base - pd.Timedelta(value).total_seconds() * 1000
+        try:
+            return base - pd.Timedelta(value).total_seconds() * 1000
+        except (ValueError, OverflowError):  # beyond pandas' ~292 years
+            raise InvalidOptionError(f"{option}={value!r} is out of range", option=option) from None
     if isinstance(value, bool):
         raise InvalidOptionError(f"{option} must be a datetime, timedelta, ISO string or epoch ms", option=option)
     if isinstance(value, (int, float, np.integer, np.floating)):
-        if not math.isfinite(float(value)):
-            raise InvalidOptionError(f"{option} must be finite, got {value!r}", option=option)
+        if not math.isfinite(float(value)) or abs(float(value)) >= 2**53:
+            raise InvalidOptionError(f"{option} must be finite epoch ms (below 2**53), got {value!r}", option=option)
         return float(value)
     try:
         stamp = pd.Timestamp(value)

@@ -147,8 +147,17 @@ def _sample(ctx: Context) -> tuple[dict[str, Any], int, float]:
     return merged, last_id, time.monotonic()
 
 
+#: longest sampling window alerts() accepts (it sleeps that long between the two INFO samples)
+MAX_WINDOW_S = 3600.0
+
+
 def alerts(ctx: Context, window_s: float = 10) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.alerts`."""
+    if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 <= window_s <= MAX_WINDOW_S:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError(f"window_s must be a number of seconds 0..{MAX_WINDOW_S:g}, got {window_s!r}",
+                                 option="window_s")  # fmt: skip
     rows: list[dict[str, Any]] = []
 
     def add(name: str, firing: bool, severity: str, value: float, threshold: float, evidence: str,

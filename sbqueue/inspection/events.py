@@ -11,17 +11,20 @@ from typing import Any
 import pandas as pd
 import redis
 
+from ..errors import InvalidOptionError
 from ..events import decode_event
 from ._context import Context, to_ms
 from .jobs import FIELDS, decode_jobs
 from .schemas import from_records
 
 _PAGE = 1000
-_STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+_STREAM_ID = re.compile(r"[0-9]+(-[0-9]+)?")  # fullmatch (ASCII digits only, no trailing newline)
 
 
 def _stream_start(since: Any, now: int) -> str:
-    if isinstance(since, str) and _STREAM_ID.match(since) and "-" in since:
+    if isinstance(since, str) and _STREAM_ID.fullmatch(since) and "-" in since:
+        if any(int(part) >= 2**64 for part in since.split("-")):
+            raise InvalidOptionError(f"since={since!r} is not a valid stream id", option="since")
         return since  # already a stream id
     ms = to_ms(since, now_ms=now, option="since")
     return "-" if ms is None else str(max(int(math.ceil(ms)), 0))

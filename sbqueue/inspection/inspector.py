@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import connection as _connection
 from .._core.keys import validate_prefix, validate_queue_name
+from .._core.options import validate_count
 from ..errors import InvalidOptionError
 from . import audit, consistency, events, failures, jobs, keyspace, queues, server, stalled
 from ._context import Context
@@ -33,6 +34,11 @@ INSPECTOR_ACL = (
     "resetkeys ~* resetchannels -@all +@read +ping +select +info +client|list +slowlog|get +latency|latest "
     "+latency|doctor +memory|stats +memory|doctor +eval +evalsha"
 )
+
+
+def _count(value: Any, option: str, minimum: int, *, none_ok: bool = False) -> Any:
+    """A user-given count: an int >= ``minimum`` (None when ``none_ok``), else :class:`InvalidOptionError`."""
+    return None if value is None and none_ok else validate_count(value, option, minimum=minimum)
 
 
 class Inspector:
@@ -92,7 +98,7 @@ class Inspector:
 
         Example: ``insp.queues().sort_values("waiting", ascending=False)``
         """
-        return queues.queues(self._ctx, window_min=window_min)
+        return queues.queues(self._ctx, window_min=_count(window_min, "window_min", 1))
 
     def jobs(
         self,
@@ -123,7 +129,8 @@ class Inspector:
 
         Example: ``insp.jobs("emails", "failed", query={"failed_reason": "timeout", "data.to": "@acme"})``
         """
-        return jobs.jobs(self._ctx, queue, states, limit, name, since, until, query, data_fields)
+        return jobs.jobs(self._ctx, queue, states, _count(limit, "limit", 0, none_ok=True), name, since, until, query,
+                         data_fields)
 
     def failures(
         self,
@@ -141,7 +148,8 @@ class Inspector:
 
         Example: ``insp.failures("emails", since=timedelta(hours=1)).head()``
         """
-        return failures.failures(self._ctx, queue, limit, name, since, until, query, examples)
+        return failures.failures(self._ctx, queue, _count(limit, "limit", 0, none_ok=True), name, since, until, query,
+                                 _count(examples, "examples", 0))
 
     def stalled(self, queue: str, max_stalled_count: int = 1) -> pd.DataFrame:
         """Every active job with its lock TTL, whether a worker that could hold it is connected,
@@ -150,7 +158,7 @@ class Inspector:
 
         Example: ``insp.stalled("emails").verdict.value_counts()``
         """
-        return stalled.stalled(self._ctx, queue, max_stalled_count)
+        return stalled.stalled(self._ctx, queue, _count(max_stalled_count, "max_stalled_count", 0))
 
     def events(self, queue: str, since: Any = None, count: int | None = None) -> pd.DataFrame:
         """The events stream as rows, oldest first: ``since`` (time, timedelta or stream id) reads forward
@@ -158,7 +166,7 @@ class Inspector:
 
         Example: ``insp.events("emails", count=100).event.value_counts()``
         """
-        return events.events(self._ctx, queue, since, count)
+        return events.events(self._ctx, queue, since, _count(count, "count", 1, none_ok=True))
 
     def timeline(self, queue: str, job_id: str) -> pd.DataFrame:
         """One job's lifecycle: created/processed/finished from its hash, every event naming it, and its
@@ -166,6 +174,8 @@ class Inspector:
 
         Example: ``insp.timeline("emails", "42")``
         """
+        if not isinstance(job_id, str) or not job_id:
+            raise InvalidOptionError(f"job_id must be a non-empty string, got {job_id!r}", option="job_id")
         return events.timeline(self._ctx, queue, job_id)
 
     def metrics(self, queue: str) -> pd.DataFrame:
@@ -204,6 +214,8 @@ class Inspector:
     def info(self, section: str | None = None) -> pd.DataFrame:
         """INFO as rows (section, field, typed value, numeric value); nested values are flattened
         (``db0.keys``). Example: ``insp.info("memory").set_index("field").value``"""
+        if section is not None and not isinstance(section, str):
+            raise InvalidOptionError(f"section must be an INFO section name or None, got {section!r}", option="section")
         return server.info(self._ctx, section)
 
     def clients(self) -> pd.DataFrame:
@@ -216,7 +228,7 @@ class Inspector:
 
     def slowlog(self, n: int = 128) -> pd.DataFrame:
         """SLOWLOG GET n, with EVALSHA digests mapped to sbqueue script names. Example: ``insp.slowlog(20)``"""
-        return server.slowlog(self._ctx, n)
+        return server.slowlog(self._ctx, _count(n, "n", 0))
 
     def latency(self) -> pd.DataFrame:
         """LATENCY LATEST as rows; the LATENCY DOCTOR text is in ``df.attrs["doctor"]``.
@@ -237,7 +249,9 @@ class Inspector:
         """The ``top`` keys by MEMORY USAGE among keys matching ``match`` (or the first ``sample`` keys
         scanned): key, type, length, bytes, ttl, queue and role. ``df.attrs["scanned"]`` = keys examined.
         Example: ``insp.bigkeys(top=20)``"""
-        return keyspace.bigkeys(self._ctx, match, top, sample)
+        if not isinstance(match, str):
+            raise InvalidOptionError(f"match must be a glob pattern (str), got {match!r}", option="match")
+        return keyspace.bigkeys(self._ctx, match, _count(top, "top", 1), _count(sample, "sample", 1, none_ok=True))
 
     def memory_by_queue(self) -> pd.DataFrame:
         """Bytes and keys per queue and key role under the prefix, biggest first.

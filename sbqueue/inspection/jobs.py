@@ -137,6 +137,8 @@ def _loads(raw: str) -> Any:
             return obj
     except (StopIteration, ValueError):
         pass
+    except RecursionError:  # valid JSON nested deeper than Python's parser goes: reported as a parse error
+        raise ValueError("nested too deeply to parse") from None
     return json.loads(raw)
 
 

@@ -23,7 +23,7 @@
     codes: one per finish: 1 ok, -1 job missing, -2 lock missing, -3 not active, -6 lock taken
     jobs:  {id, token, flat HGETALL} per fetched job
   Events: completed | failed (+ retries-exhausted) | waiting prev=failed/active | delayed; drained;
-          waiting prev=delayed (promotions); active prev=waiting
+          waiting prev=delayed (promotions); active prev=waiting; failed (an id whose key is not a hash: dropped)
 ]]
 local now = tonumber(ARGV[1])
 local metricsPoints = tonumber(ARGV[8])
@@ -31,17 +31,18 @@ local codes = {}
 
 local function collect_metrics(kind)
   local mkey = K["metrics:" .. kind]
-  local before = redis.call("HINCRBY", mkey, "count", 1) - 1
+  local before = hincrby(mkey, "count", 1) - 1
   local prev = redis.call("HMGET", mkey, "prevTS", "prevCount")
-  if not prev[1] then
+  local prevTs = tonumber(prev[1] or "")
+  if not prevTs then  -- first time (or a value a peer garbled): start counting from now
     redis.call("HSET", mkey, "prevTS", now, "prevCount", 0)
     return
   end
-  local minutes = math.floor(now / 60000) - math.floor(tonumber(prev[1]) / 60000)
+  local minutes = math.floor(now / 60000) - math.floor(prevTs / 60000)
   if minutes <= 0 then return end
   if minutes > metricsPoints then minutes = metricsPoints end
   -- the count of prevTS's minute goes deepest, then a zero for every minute skipped since
-  local points = {before - tonumber(prev[2] or "0")}
+  local points = {before - (tonumber(prev[2] or "0") or 0)}
   for i = 2, minutes do points[i] = 0 end
   local dataKey = K["metrics:" .. kind .. ":data"]
   redis.call("LPUSH", dataKey, unpack(points))
@@ -82,7 +83,7 @@ for f = 0, n - 1 do
     local flags = ARGV[b + 8]
     if kind == "completed" or kind == "failed" then
       finished = finished + 1
-      local atm = redis.call("HINCRBY", jobKey, "atm", 1)
+      local atm = hincrby(jobKey, "atm", 1)
       local keepCount, keepAge = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
       local target = K[kind]
       if kind == "completed" then
@@ -110,7 +111,7 @@ for f = 0, n - 1 do
       if metricsPoints > 0 then collect_metrics(kind) end
     elseif kind == "retry" or kind == "delay" then
       if not string.find(flags, "s", 1, true) then
-        redis.call("HINCRBY", jobKey, "atm", 1)
+        hincrby(jobKey, "atm", 1)
         redis.call("HSET", jobKey, "failedReason", value)
         if stack ~= "" then redis.call("HSET", jobKey, "stacktrace", stack) end
       end
@@ -192,14 +193,20 @@ if want > 0 then
         redis.call("LPUSH", K["active"], id)
       end
       local jobKey = prefix .. id
-      if string.sub(id, 1, 2) == "0:" or redis.call("EXISTS", jobKey) == 0 then
+      local keyType = redis.call("TYPE", jobKey)["ok"]
+      if string.sub(id, 1, 2) == "0:" or keyType ~= "hash" then
         -- a legacy marker id, or an id whose hash is gone (e.g. BullMQ 6.7's drain bug): drop it
         redis.call("LREM", K["active"], 1, id)
+        if keyType ~= "none" and string.sub(id, 1, 2) ~= "0:" then
+          -- a key of another type where the job hash should be (a buggy peer): nothing to run; say so
+          emit("failed", "jobId", id, "failedReason", "job key is a " .. keyType .. ", not a hash: dropped", "prev",
+            "active")
+        end
       else
         if limitMax > 0 and limitMs > 0 then
           if redis.call("INCR", K["limiter"]) == 1 then redis.call("PEXPIRE", K["limiter"], limitMs) end
         end
-        local ats = redis.call("HINCRBY", jobKey, "ats", 1)
+        local ats = hincrby(jobKey, "ats", 1)
         local token = workerId .. ":" .. ats
         redis.call("SET", jobKey .. ":lock", token, "PX", lockMs)
         if workerName ~= "" then

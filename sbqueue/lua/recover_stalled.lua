@@ -29,13 +29,13 @@ for i = 1, tonumber(ARGV[5]) do
     redis.call("DEL", jobKey .. ":lock")
     redis.call("SREM", K["stalled"], id)
     if mode == "fail" then
-      local atm = redis.call("HINCRBY", jobKey, "atm", 1)
+      local atm = hincrby(jobKey, "atm", 1)
       redis.call("HSET", jobKey, "failedReason", reason, "finishedOn", now)
       redis.call("ZADD", K["failed"], now, id)
       release_dedup(jobKey, id)
       emit("failed", "jobId", id, "failedReason", reason, "prev", "active")
     else
-      redis.call("HINCRBY", jobKey, "stc", 1)
+      hincrby(jobKey, "stc", 1)
       redis.call("RPUSH", K["wait"], id)
       emit("waiting", "jobId", id, "prev", "active")
       emit("stalled", "jobId", id)

@@ -28,5 +28,5 @@ if (limit and ic >= limit) or (endDate and nextMs > endDate) then
   return ""
 end
 redis.call("ZADD", K["repeat"], nextMs, sid)
-redis.call("HINCRBY", skey, "ic", 1)
+hincrby(skey, "ic", 1)
 return add_iteration(sid, nextMs, tonumber(ARGV[4]), s[1] or "", s[2] or "{}", ARGV[5], tonumber(ARGV[6]))

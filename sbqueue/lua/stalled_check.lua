@@ -18,8 +18,8 @@ for i = 1, #candidates do
   local id = candidates[i]
   local jobKey = prefix .. id
   if redis.call("EXISTS", jobKey .. ":lock") == 0 and redis.call("LREM", K["active"], 1, id) > 0 then
-    if redis.call("EXISTS", jobKey) == 1 then
-      local stc = redis.call("HINCRBY", jobKey, "stc", 1)
+    if redis.call("TYPE", jobKey)["ok"] == "hash" then  -- no hash (gone, or a key of another type): id dropped
+      local stc = hincrby(jobKey, "stc", 1)
       if stc > maxStalled and not is_current_iteration(jobKey, id) then
         redis.call("HSET", jobKey, "defa", "job stalled more than allowable limit")
         flagged[#flagged + 1] = id

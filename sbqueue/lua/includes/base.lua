@@ -8,7 +8,17 @@ local function max_events()
     n = 10000
     redis.call("HSET", K["meta"], "opts.maxLenEvents", n)
   end
-  return tonumber(n)
+  return tonumber(n) or 10000  -- a value a peer garbled must not stop every event (and so every script)
+end
+
+-- HINCRBY that survives a counter a peer garbled ("many", "1e999"): the counter restarts at `by`.
+local function hincrby(key, field, by)
+  local n = redis.pcall("HINCRBY", key, field, by)
+  if type(n) == "table" and n.err then
+    redis.call("HSET", key, field, by)
+    return by
+  end
+  return n
 end
 
 local MAXLEN = nil  -- filled lazily by emit()
@@ -23,7 +33,8 @@ end
 local function queue_blocked()
   local m = redis.call("HMGET", K["meta"], "paused", "concurrency")
   if m[1] then return true end
-  if m[2] and redis.call("LLEN", K["active"]) >= tonumber(m[2]) then return true end
+  local cap = tonumber(m[2] or "")
+  if cap and redis.call("LLEN", K["active"]) >= cap then return true end
   return false
 end
 
@@ -123,8 +134,11 @@ local function promote_due(now)
     local id = ids[i]
     redis.call("ZREM", K["delayed"], id)
     local jobKey = prefix .. id
-    local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
-    if redis.call("EXISTS", jobKey) == 1 then
+    local keyType = redis.call("TYPE", jobKey)["ok"]
+    if keyType ~= "hash" and keyType ~= "none" then
+      redis.call("LPUSH", K["wait"], id)  -- not a hash (a buggy peer): the fetch drops it and says so
+    elseif keyType == "hash" then
+      local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0
       redis.call("HSET", jobKey, "delay", 0)
       if priority > 0 then
         redis.call("ZADD", K["prioritized"], priority_score(priority, false), id)
