@@ -70,7 +70,9 @@ class _Unchanged:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             assert snapshot(self.r, self.prefix) == self.keys
-            assert self.r.dbsize() == self.dbsize, "a rejected call created a key"
+            # other tests' keys with a TTL (locks, limiters, dedup windows) may expire meanwhile: the count
+            # can drop, but a key created anywhere would raise it
+            assert self.r.dbsize() <= self.dbsize, "a rejected call created a key"
 
 
 @pytest.fixture
