@@ -24,6 +24,7 @@ import redis
 
 import sbqueue
 from sbqueue import Job, Queue
+from tests import processors
 from tests.interop import py_processors
 from tests.interop.nodebridge import NodeDriver
 
@@ -114,15 +115,8 @@ def now_ms() -> int:
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll ``cond()`` until it is truthy (returned) or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """The shared poller (tests/processors.py), with this module's longer cross-process defaults."""
+    return processors.wait_for(cond, timeout, interval, what)
 
 
 def py_add(q: Queue, spec: dict[str, Any]) -> Job:
