@@ -208,6 +208,23 @@ class ConfirmBar(w.VBox):
         self._on_done(report)
 
 
+class ActionPanel(w.VBox):
+    """A panel with a ``status`` line whose actions go through a :class:`ConfirmBar`: notes show in orange;
+    after an action the panel refreshes, then shows the report."""
+
+    status: w.HTML
+
+    def refresh(self) -> None:  # every panel defines its own
+        raise NotImplementedError
+
+    def _note(self, message: str) -> None:
+        self.status.value = f"<span style='color:#ef6c00'>{message}</span>"
+
+    def _after_action(self, report: str) -> None:
+        self.refresh()
+        self.status.value = report
+
+
 def error_html(exc: BaseException) -> str:
     """An error line (with the exception type) for the status area."""
     tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._sync.queue import Queue
 from . import _data
-from ._base import ConfirmBar, error_html, esc, id_list, resolve_queue, show
+from ._base import ActionPanel, ConfirmBar, error_html, esc, id_list, resolve_queue, show
 
 STATES = ["completed", "failed", "delayed", "waiting", "prioritized"]
 #: Jobs removed per ``Queue.clean`` call; each call is itself split into short Redis script calls.
@@ -21,7 +21,7 @@ def _fmt_ms(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC") if ms else "(no time)"
 
 
-class CleanPanel(w.VBox):
+class CleanPanel(ActionPanel):
     """Remove jobs of one state older than a grace period, at most ``limit`` of them.
 
     **Preview** shows how many jobs would go, the oldest and newest of them and their ids (read only).
@@ -61,7 +61,7 @@ class CleanPanel(w.VBox):
         self.progress = w.IntProgress(min=0, max=1, value=0, description="cleaning",
                                       layout=w.Layout(display="none", width="420px"))  # fmt: skip
         self.status = w.HTML()
-        self.confirm_bar = ConfirmBar(self._after_clean, self._note)
+        self.confirm_bar = ConfirmBar(self._after_action, self._note)
         for control in (self.state, self.grace, self.limit):
             control.observe(lambda _c: self.confirm_bar.clear("Settings changed: click Clean again."), names="value")
         self.preview_button.on_click(lambda _b: self.show_preview())
@@ -149,13 +149,6 @@ class CleanPanel(w.VBox):
         color = "#2e7d32" if removed else "#ef6c00"
         return (f"<b style='color:{color}'>Cleaned {len(removed):,} {esc(state)} job(s)</b> "
                 f"(previewed {expected:,}).{' ids: ' + id_list(removed) if removed else ''}")  # fmt: skip
-
-    def _note(self, message: str) -> None:
-        self.status.value = f"<span style='color:#ef6c00'>{message}</span>"
-
-    def _after_clean(self, report: str) -> None:
-        self.refresh()
-        self.status.value = report
 
 
 __all__ = ["CleanPanel"]

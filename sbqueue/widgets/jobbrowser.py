@@ -10,6 +10,7 @@ import pandas as pd
 from .._sync.queue import Queue
 from . import _data
 from ._base import (
+    ActionPanel,
     ActionResult,
     ConfirmBar,
     ago,
@@ -29,7 +30,7 @@ WINDOWS = [("any time", 0.0), ("last 15 min", 900.0), ("last hour", 3600.0), ("l
 _GRID = "28px minmax(70px,140px) minmax(80px,160px) 70px 120px minmax(160px,1fr)"
 
 
-class JobBrowser(w.VBox):
+class JobBrowser(ActionPanel):
     """Browse a queue's jobs in one state, see a job's details, and act on selected jobs.
 
     ``queue`` is a :class:`sbqueue.Queue` or a queue name (then ``connection``/``prefix`` are used).
@@ -262,13 +263,6 @@ class JobBrowser(w.VBox):
                    f"ids: {id_list(ids)}<br><i>Nothing has changed yet: click Confirm to proceed.</i>")  # fmt: skip
         self.status.value = ""
         self.confirm_bar.ask(summary, lambda: ActionResult(done).run(ids, fn).html())
-
-    def _note(self, message: str) -> None:
-        self.status.value = f"<span style='color:#ef6c00'>{message}</span>"
-
-    def _after_action(self, report: str) -> None:
-        self.refresh()
-        self.status.value = report
 
     def _say(self, text: str) -> None:
         self._note(esc(text))

@@ -9,10 +9,21 @@ import pandas as pd
 
 from .._sync.queue import Queue
 from . import _data
-from ._base import ActionResult, ConfirmBar, ago, error_html, esc, id_list, resolve_queue, short, table_html
+from ._base import (
+    ActionPanel,
+    ActionResult,
+    ConfirmBar,
+    ago,
+    error_html,
+    esc,
+    id_list,
+    resolve_queue,
+    short,
+    table_html,
+)
 
 
-class FailureTriage(w.VBox):
+class FailureTriage(ActionPanel):
     """Failures of a queue grouped by signature (normalised reason + top frame), biggest group first.
 
     Pick a group, then **Retry** (its jobs run again) or **Remove** (they are deleted): the panel lists
@@ -116,13 +127,6 @@ class FailureTriage(w.VBox):
                    f" {what}.<br>ids: {id_list(ids)}<br><i>Nothing has changed yet: click Confirm to proceed.</i>")
         self.status.value = ""
         self.confirm_bar.ask(summary, lambda: ActionResult(done).run(ids, fn).html())
-
-    def _note(self, message: str) -> None:
-        self.status.value = f"<span style='color:#ef6c00'>{message}</span>"
-
-    def _after_action(self, report: str) -> None:
-        self.refresh()
-        self.status.value = report
 
 
 __all__ = ["FailureTriage"]
