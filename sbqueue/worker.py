@@ -46,7 +46,7 @@ from .job import Job
 log = logging.getLogger("sbqueue.worker")
 
 MAX_TRIPS = 2  # finish_and_fetch calls in flight at once (see Worker._main)
-MIN_SHARE = 16  # below 2 x this concurrency, each call may fetch every free slot
+MIN_SHARE = 3  # below 2 x this concurrency, one call at a time fetches every free slot (tiny batches don't pay)
 WORKER_EVENTS = ("active", "completed", "failed", "progress", "stalled", "error", "drained", "closed")
 
 

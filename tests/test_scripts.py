@@ -151,3 +151,89 @@ def test_direct_path_reloads_a_script_the_server_does_not_know(r: redis.Redis, p
     job_id, status = runner("add_job", ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, ""])
     assert status == 1 and r.script_exists(fresh.sha) == [True]
     assert r.lrange(f"{prefix}:noscript:wait", 0, -1) == [job_id]  # added once, not twice
+
+
+def test_async_direct_path_reloads_a_script_the_server_does_not_know(redis_url: str, prefix: str) -> None:
+    """The asyncio twin of the lean path: NOSCRIPT → load → run exactly once."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aredis
+
+    async def go() -> None:
+        client = aredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            runner = ScriptRunner(client, QueueKeys(prefix, "anoscript"))
+            fresh = client.register_script(source("add_job") + f"\n-- {uuid.uuid4().hex}\n")
+            runner._scripts = {**runner._scripts, "add_job": fresh}
+            job_id, status = await runner("add_job", ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, ""])
+            assert status == 1
+            assert await client.lrange(f"{prefix}:anoscript:wait", 0, -1) == [job_id]
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_async_direct_path_never_reuses_a_connection_whose_reply_is_pending(redis_url: str, prefix: str) -> None:
+    """A call cancelled after sending must not leave its reply for the next caller of that connection."""
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    async def go() -> None:
+        client = aredis.Redis.from_url(redis_url, decode_responses=True, max_connections=1)
+        try:
+            runner = ScriptRunner(client, QueueKeys(prefix, "cancel"))
+            call = asyncio.ensure_future(runner("add_job", ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, ""]))
+            for _ in range(3):  # let it send, but not read the reply
+                await asyncio.sleep(0)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            # the one pooled connection was dropped, not returned with ["1", 1] unread
+            assert await runner("remove_job", ["no-such-job"]) == -1
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_script_errors_keep_the_direct_connection_usable(r: redis.Redis, prefix: str) -> None:
+    """A reply that is an error was read in full: the next call on that connection gets its own reply."""
+    keys = QueueKeys(prefix, "werr")
+    r.set(keys.key("wait"), "not a list")  # LPUSH on it answers WRONGTYPE
+    runner = ScriptRunner(r, keys)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        runner("add_job", ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, ""])
+    r.delete(keys.key("wait"))
+    assert runner("remove_job", ["no-such-job"]) == -1
+
+
+def test_spin_wait_backs_off_when_replies_are_slower_than_its_budget(
+    r: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The busy-wait for replies stops (for a while) once it keeps timing out, e.g. on a remote Redis."""
+    from sbqueue import _scripting
+
+    runner = ScriptRunner(r, QueueKeys(prefix, "spin"))
+    monkeypatch.setattr(_scripting, "SPIN_S", 1e-9)  # every reply is "slower" than the budget
+    for _ in range(500):  # a reply may now and then be readable at once: that resets the count
+        assert runner("remove_job", ["x"]) == -1
+        if runner._skip:
+            break
+    assert runner._skip == _scripting._BACKOFF_CALLS
+    assert runner("remove_job", ["x"]) == -1
+    assert runner._skip == _scripting._BACKOFF_CALLS - 1
+    monkeypatch.setattr(_scripting, "SPIN_S", 0.5)  # generous: replies arrive inside it, misses reset
+    runner._skip = 0
+    runner._misses = 3
+    assert runner("remove_job", ["x"]) == -1
+    assert runner._misses == 0 and runner._skip == 0
+
+
+def test_a_malformed_spin_budget_is_a_clear_error_at_import() -> None:
+    env = {**__import__("os").environ, "SBQUEUE_SPIN_US": "fast"}
+    res = subprocess.run([sys.executable, "-c", "import sbqueue"], env=env, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "SBQUEUE_SPIN_US must be a number of microseconds, got 'fast'" in res.stderr
