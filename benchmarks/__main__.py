@@ -2,10 +2,11 @@
 
     python -m benchmarks                 # N=20000, 3 repeats (the issue's anchors)
     python -m benchmarks --quick         # N=2000, 1 repeat: CI checks that it runs (no timing assertion)
+    python -m benchmarks --publish       # also write benchmarks/latest.json (what the README and notebook 07 show)
 
 Starts its own redis-server (sbqueue's embedded server in a temporary home, persistence off, never your data),
 prints a table of jobs/s (median, min-max) and the ratios sbqueue/node and sbqueue/bullmq-py, and saves
-JSON + CSV under benchmarks/results/.
+JSON (rows + the machine they came from) and CSV under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +30,7 @@ from sbqueue import embedded
 
 from . import peers
 
+LATEST = Path(__file__).parent / "latest.json"
 OPS = [("add one by one", "add", 0), ("add_bulk (1000/batch)", "addBulk", 0),
        ("process, c=10", "process", 10), ("process, c=100", "process", 100)]  # fmt: skip
 
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=2000, 1 repeat (CI smoke run)")
     parser.add_argument("--engines", default="sbqueue,node,bullmq-py")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--publish", action="store_true", help=f"also write {LATEST} (committed; the README quotes it)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = 1
@@ -60,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     # like the anchors' Redis (a service that keeps nothing on disk): measure the engines, not fsync
     info = embedded.ensure_server(home, config={"appendonly": "no", "save": ""})
     rows = []
+    meta = machine(info.version, args.n, args.repeats)
     try:
-        cpu = platform.processor() or platform.machine()
-        print(f"Redis {info.version} ({info.binary}) on {platform.node()}, {cpu}, "
-              f"python {platform.python_version()}; N={args.n}, repeats={args.repeats}")  # fmt: skip
+        print(f"Redis {info.version} ({info.binary}) on {meta['host']}, {meta['cpu']} x{meta['cores']}, "
+              f"python {meta['python']}, node {meta['node']}; N={args.n}, repeats={args.repeats}")  # fmt: skip
         for label, op, conc in OPS:
             for engine, fn in engines.items():
                 rates = measure(fn, info.url, op, args.n, conc, args.repeats)
@@ -75,8 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, list(engines))
     if missing:
         print(f"not measured (not installed): {', '.join(missing)}")
-    save(rows, Path(args.out))
+    saved = save(rows, meta, Path(args.out))
+    if args.publish:
+        shutil.copyfile(saved, LATEST)
+        print(f"published {LATEST}")
     return 0
+
+
+def machine(redis_version: str, n: int, repeats: int) -> dict[str, object]:
+    """Where and how the numbers were measured (saved beside them)."""
+    node = shutil.which("node")
+    node_version = ""
+    if node:
+        node_version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "node": node_version, "redis": redis_version,
+            "persistence": "off", "n": n, "repeats": repeats}  # fmt: skip
 
 
 def print_table(rows: list[dict[str, object]], engines: list[str]) -> None:
@@ -95,15 +116,18 @@ def print_table(rows: list[dict[str, object]], engines: list[str]) -> None:
         print(line)
 
 
-def save(rows: list[dict[str, object]], out: Path) -> None:
+def save(rows: list[dict[str, object]], meta: dict[str, object], out: Path) -> Path:
+    """Write ``throughput-<stamp>.json`` ({"machine": meta, "rows": rows}) and ``.csv`` (rows); return the JSON."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"throughput-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    path = out / f"throughput-{stamp}.json"
+    path.write_text(json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n")
     with open(out / f"throughput-{stamp}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"saved {out}/throughput-{stamp}.json and .csv")
+    print(f"saved {path} and .csv")
+    return path
 
 
 if __name__ == "__main__":

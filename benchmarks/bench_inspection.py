@@ -96,6 +96,28 @@ def py_bullmq(url: str) -> Callable[[], pd.DataFrame] | None:
     return run
 
 
+def watched(r: redis.Redis, fn: Callable[[], Any], into: list[Any]) -> Callable[[], Any]:
+    """``fn`` with the slowlog entries (calls over the threshold) it caused appended to ``into``."""
+
+    def run() -> Any:
+        r.slowlog_reset()
+        try:
+            return fn()
+        finally:
+            into.extend(r.slowlog_get(128))
+
+    return run
+
+
+def describe_slow(entries: list[Any]) -> str:
+    if not entries:
+        return "none"
+    worst = max(entries, key=lambda e: e["duration"])
+    command = worst["command"]
+    command = command.decode(errors="replace") if isinstance(command, bytes) else str(command)
+    return f"{len(entries)}, longest {worst['duration'] / 1000:.0f} ms ({command[:60]})"
+
+
 def fill_keys(r: redis.Redis, n: int) -> None:
     """``n`` keys in 5 queues: mostly job hashes, plus logs lists, state sets and an events stream each."""
     pipe = r.pipeline(transaction=False)
@@ -150,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         fill_jobs(r, args.jobs)
         print(f"{args.jobs} completed jobs created in {time.perf_counter() - t0:.1f} s")
+        # the target: no single Redis call over 50 ms while reading; the slowlog records any that is
+        r.config_set("slowlog-log-slower-than", 50_000)
         insp = Inspector(r, prefix=PREFIX, progress=False)
         piped = Inspector(r, prefix=PREFIX, progress=False)
         piped._ctx.use_script = False
@@ -161,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         run_py = py_bullmq(server.url)
         if run_py is not None:
             methods["py"] = run_py
-        got = race(methods, args.repeat)
+        slow: dict[str, list[Any]] = {name: [] for name in methods}
+        got = race({name: watched(r, fn, slow[name]) for name, fn in methods.items()}, args.repeat)
         t_floor, t_insp = got["floor"][0], got["insp"][0]
         assert len(got["floor"][1]) == len(got["insp"][1]) == len(got["piped"][1]) == args.jobs
         assert got["insp"][1].parse_error.isna().all()
@@ -175,16 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows.append(("py-bullmq Queue.getJobs + pd.DataFrame", got["py"][0], "untyped"))
         table(f"{args.jobs} completed jobs -> DataFrame (best of {args.repeat})", rows, t_floor, "vs floor")
+        for name, label in (("insp", "Inspector.jobs"), ("piped", "Inspector.jobs (pipelines)"), ("floor", "floor"),
+                            ("py", "py-bullmq")):  # fmt: skip
+            if name in slow:
+                print(f"  Redis calls over 50 ms, {label}: {describe_slow(slow[name])}")
 
         r.flushdb()  # our own throw-away server
         t0 = time.perf_counter()
         fill_keys(r, args.keys)
         total = r.dbsize()
         print(f"\n{total} keys created in {time.perf_counter() - t0:.1f} s")
+        mem_slow: dict[str, list[Any]] = {"cli": [], "by_queue": [], "big": []}
         mem = race({
-            "cli": lambda: memkeys(server.port),
-            "by_queue": insp.memory_by_queue,
-            "big": lambda: insp.bigkeys(top=50),
+            "cli": watched(r, lambda: memkeys(server.port), mem_slow["cli"]),
+            "by_queue": watched(r, insp.memory_by_queue, mem_slow["by_queue"]),
+            "big": watched(r, lambda: insp.bigkeys(top=50), mem_slow["big"]),
         }, args.repeat)  # fmt: skip
         (t_cli, _), (t_mem, by_queue), (t_big, big) = mem["cli"], mem["by_queue"], mem["big"]
         assert by_queue["keys"].sum() == total and big.attrs["scanned"] == total
@@ -193,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             ("Inspector.memory_by_queue()", t_mem, f"bytes per queue x role ({len(by_queue)} rows)"),
             ("Inspector.bigkeys(top=50)", t_big, "top 50 keys with type/length/ttl/role"),
         ], t_cli, "vs cli")  # fmt: skip
+        for name, label in (("by_queue", "memory_by_queue"), ("big", "bigkeys"), ("cli", "redis-cli --memkeys")):
+            print(f"  Redis calls over 50 ms, {label}: {describe_slow(mem_slow[name])}")
         summary = f"jobs() takes {t_insp / t_floor:.2f}x the floor's time"
         if run_py is not None:
             summary += f" and is {got['py'][0] / t_insp:.1f}x faster than py-bullmq"

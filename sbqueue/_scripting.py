@@ -31,8 +31,6 @@ except ImportError:  # pragma: no cover - exercised only on installs without hir
 
 _registry: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
-_LOST = (redis.ConnectionError, redis.TimeoutError, OSError)
-
 
 def scripts_for(client: Any) -> dict[str, Any]:
     """The script objects of ``client``, registered once per client."""
@@ -64,6 +62,7 @@ def _spin_budget() -> float:
 #: whose replies keep taking longer than this (a remote Redis) stops spinning. ``SBQUEUE_SPIN_US=0`` turns
 #: it off.
 SPIN_S = _spin_budget()
+_HAS_POLL = hasattr(select, "poll")  # not on Windows: no spin there
 _MISSES_BEFORE_BACKOFF = 8  # spins in a row that timed out before the runner stops spinning for a while
 _BACKOFF_CALLS = 256  # calls made without spinning before trying again
 
@@ -113,7 +112,10 @@ class ScriptRunner:
                 conn.read_response()
                 conn.send_packed_command(_pack(conn, "EVALSHA", script.sha, len(self._keys), *self._keys, *args))
                 return conn.read_response()
-        except _LOST:
+        except redis.ResponseError:
+            raise  # the reply was read: the connection is in step
+        except BaseException:
+            # lost, or interrupted (KeyboardInterrupt) with the reply unread: never hand it to the next caller
             conn.disconnect()
             raise
         finally:
@@ -122,7 +124,7 @@ class ScriptRunner:
     def _spin(self, conn: Any) -> None:
         """Busy-wait (at most :data:`SPIN_S`) until the reply is readable; see :data:`SPIN_S`."""
         sock = getattr(conn, "_sock", None)
-        if sock is None or SPIN_S <= 0:
+        if sock is None or SPIN_S <= 0 or not _HAS_POLL:
             return
         if self._skip:
             self._skip -= 1

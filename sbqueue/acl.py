@@ -67,6 +67,8 @@ ROLE_COMMANDS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 ROLES = ("producer", "worker", "inspector")
+#: what a redis-py cluster client sends besides its commands: the slot map and the command table (key positions)
+CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "command")
 #: add to :data:`INSPECTOR_ACL` for a full ``config_audit()`` — only on servers where ``requirepass`` and
 #: ``masterauth`` are empty (ACL users instead): CONFIG GET would hand them to the inspecting user
 INSPECTOR_CONFIG_RULE = "+config|get"
@@ -82,12 +84,14 @@ def script_commands(*names: str) -> list[str]:
     return sorted(found)
 
 
-def rules(*roles: str, prefix: str = "bull") -> list[str]:
+def rules(*roles: str, prefix: str = "bull", cluster: bool = False) -> list[str]:
     """ACL SETUSER rules (one list item per rule, safe for prefixes with spaces) for ``roles`` on ``prefix``.
 
     ``rules("producer", "worker")`` combines roles; ``rules("inspector")`` is :data:`INSPECTOR_ACL` (every key,
-    read-only: keep inspectors separate users). Apply with ``ACL SETUSER <user> reset on ><password> <rules>``.
+    read-only: keep inspectors separate users). ``cluster=True`` adds what a Redis Cluster client needs
+    (:data:`CLUSTER_COMMANDS`). Apply with ``ACL SETUSER <user> reset on ><password> <rules>``.
     """
+    extra = [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []
     wanted = list(dict.fromkeys(roles)) or ["producer"]
     unknown = [r for r in wanted if r not in ROLES]
     if unknown:
@@ -96,19 +100,27 @@ def rules(*roles: str, prefix: str = "bull") -> list[str]:
         if len(wanted) > 1:
             raise InvalidOptionError("the inspector role is read-only on every key: give it its own user",
                                      option="roles")  # fmt: skip
-        return INSPECTOR_ACL.split()
+        return INSPECTOR_ACL.split() + extra
     validate_prefix(prefix)
     commands: list[str] = [*CONNECT_COMMANDS, *SCRIPT_RUNNER]
     for role in wanted:
         commands += ROLE_COMMANDS[role]
         commands += script_commands(*ROLE_SCRIPTS[role])
     ordered = list(dict.fromkeys(commands))
-    return ["resetkeys", f"~{_glob_escape(prefix)}:*", "resetchannels", "-@all", *(f"+{c}" for c in ordered)]
+    return ["resetkeys", f"~{_glob_escape(prefix)}:*", "resetchannels", "-@all", *(f"+{c}" for c in ordered), *extra]
 
 
-def setuser(client: Any, user: str, password: str, *roles: str, prefix: str = "bull") -> None:
-    """Create (or reset) ACL ``user`` with ``password`` and the rules of ``roles`` (needs an admin client)."""
-    client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules(*roles, prefix=prefix))
+def setuser(client: Any, user: str, password: str, *roles: str, prefix: str = "bull", cluster: bool = False) -> None:
+    """Create (or reset) ACL ``user`` with ``password`` and the rules of ``roles`` (needs an admin client).
+
+    On Redis Cluster pass ``cluster=True`` and a cluster client: ACL SETUSER then runs on every node (users are
+    per node).
+    """
+    command = ("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules(*roles, prefix=prefix, cluster=cluster))
+    if cluster and hasattr(client, "get_nodes"):
+        client.execute_command(*command, target_nodes=client.get_nodes())
+    else:
+        client.execute_command(*command)
 
 
 def _joined(roles: Iterable[str]) -> str:

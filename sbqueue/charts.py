@@ -10,7 +10,7 @@ Inputs are aggregated with pandas *before* charting (time buckets, histogram bin
 >>> charts.save(chart, "reports/counts.png")           # PNG, SVG, HTML or JSON; works headless
 
 Functions: :func:`counts`, :func:`throughput`, :func:`latency`, :func:`failures`, :func:`timeline`,
-:func:`memory`, :func:`tuning`, :func:`save`.
+:func:`memory`, :func:`tuning`, :func:`benchmark`, :func:`save`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-__all__ = ["counts", "failures", "latency", "memory", "save", "throughput", "timeline", "tuning"]
+__all__ = ["benchmark", "counts", "failures", "latency", "memory", "save", "throughput", "timeline", "tuning"]
 
 #: The state columns of ``Inspector.queues()``, in display order (both spellings of waiting-children).
 STATES = ("waiting", "prioritized", "delayed", "active", "waiting-children", "completed", "failed", "paused")
@@ -568,6 +568,45 @@ def tuning(
 
 
 # --- export -----------------------------------------------------------------------------------------
+def benchmark(df: pd.DataFrame, *, title: str = "Throughput, side by side") -> AnyChart:
+    """Bars of ``median`` jobs/s per ``operation``, one bar per ``engine``, with min-max whiskers.
+
+    ``df`` has the rows ``python -m benchmarks`` saves (operation, engine, median, min, max; n and repeats
+    optional). Each operation gets its own panel and y scale (adds and processing differ by 10x); the
+    tooltip gives the ratio to sbqueue when an ``sbqueue`` row exists for that operation.
+    """
+    _require(df, ["operation", "engine", "median", "min", "max"], "benchmark")
+    frame = df[[c for c in ("operation", "engine", "median", "min", "max", "n", "repeats") if c in df]].copy()
+    for col in ("median", "min", "max"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame = frame.dropna(subset=["median"])
+    if frame.empty:
+        return _empty(title)
+    ours = frame[frame["engine"] == "sbqueue"].set_index("operation")["median"]
+    frame["sbqueue_vs"] = [
+        round(float(ours[op]) / m, 2) if op in ours.index and m > 0 else np.nan
+        for op, m in zip(frame["operation"], frame["median"], strict=True)
+    ]
+    order = list(dict.fromkeys(frame["operation"]))
+    engines = list(dict.fromkeys(frame["engine"]))
+    tips = [alt.Tooltip("operation:N"), alt.Tooltip("engine:N"),
+            alt.Tooltip("median:Q", title="median jobs/s", format=",.0f"),
+            alt.Tooltip("min:Q", title="min jobs/s", format=",.0f"),
+            alt.Tooltip("max:Q", title="max jobs/s", format=",.0f"),
+            alt.Tooltip("sbqueue_vs:Q", title="sbqueue / this engine", format=".2f")]  # fmt: skip
+    x = alt.X("engine:N", title=None, sort=engines, axis=alt.Axis(labelAngle=0))
+    color = alt.Color("engine:N", sort=engines, legend=alt.Legend(title="engine"))
+    bars = alt.Chart().mark_bar().encode(x=x, y=alt.Y("median:Q", title="jobs/s (median)"), color=color, tooltip=tips)
+    whiskers = alt.Chart().mark_rule(color="black").encode(x=x, y="min:Q", y2="max:Q", tooltip=tips)
+    return (
+        alt.layer(bars, whiskers, data=frame)
+        .properties(width=150, height=200)
+        .facet(column=alt.Column("operation:N", sort=order, title=None))
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
 def save(chart: AnyChart, path: str | Path, *, scale: float = 2.0) -> Path:
     """Write ``chart`` to ``path``: ``.png``, ``.svg``, ``.html`` (self-contained, no CDN) or ``.json``.
 

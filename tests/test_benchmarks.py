@@ -1,8 +1,10 @@
-"""The benchmark harness runs end to end (a smoke run: no timing assertion, ever)."""
+"""The benchmark harness runs end to end (a smoke run: no timing assertion, ever), and the README's
+Performance table is the published run (benchmarks/latest.json), not numbers typed by hand."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,40 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "sbqueue/node" in res.stdout
-    rows = json.loads(next(tmp_path.glob("throughput-*.json")).read_text())
+    saved = json.loads(next(tmp_path.glob("throughput-*.json")).read_text())
+    rows = saved["rows"]
     assert {r["engine"] for r in rows} == {"sbqueue", "node"}
     assert all(r["median"] > 0 for r in rows)
     assert len(rows) == 8  # 4 operations x 2 engines
+    machine = saved["machine"]
+    assert machine["n"] == 300 and machine["repeats"] == 1 and machine["cores"] >= 1
+    assert machine["redis"].count(".") == 2 and machine["node"].startswith("v")
+    assert next(tmp_path.glob("throughput-*.csv")).read_text().startswith("operation,engine,median")
+
+
+def _ratio_cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_readme_performance_table_is_the_published_run() -> None:
+    published = json.loads((ROOT / "benchmarks" / "latest.json").read_text())
+    by = {(r["operation"], r["engine"]): r["median"] for r in published["rows"]}
+    assert published["machine"]["n"] >= 20_000 and published["machine"]["repeats"] >= 3
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    labels = {"add one by one": "add one by one", "add_bulk, 1000 per batch": "add_bulk (1000/batch)",
+              "process, 1 worker, concurrency 10": "process, c=10",
+              "process, 1 worker, concurrency 100": "process, c=100"}  # fmt: skip
+    seen = 0
+    for line in section.splitlines():
+        cells = _ratio_cells(line)
+        if not line.startswith("|") or cells[0] not in labels:
+            continue
+        op = labels[cells[0]]
+        ours, node, py = (int(re.sub(r"[^\d]", "", c)) for c in cells[1:4])
+        assert ours == round(by[(op, "sbqueue")]) and node == round(by[(op, "node")]), line
+        assert py == round(by[(op, "bullmq-py")]), line
+        assert cells[4] == f"{by[(op, 'sbqueue')] / by[(op, 'node')]:.2f}\N{MULTIPLICATION SIGN}", line
+        seen += 1
+    assert seen == 4
+    assert published["machine"]["date"][:10] in section  # the README says when the numbers were taken

@@ -228,6 +228,29 @@ def test_tuning_averages_repeated_runs() -> None:
         charts.tuning(df, x="nope", y="jobs_per_s")
 
 
+# --- benchmark -------------------------------------------------------------------------------------
+def test_benchmark_bars_one_panel_per_operation_with_ratios_to_sbqueue() -> None:
+    rows = [
+        {"operation": "add one by one", "engine": "sbqueue", "median": 8000, "min": 7000, "max": 9000},
+        {"operation": "add one by one", "engine": "node", "median": 6400, "min": 6000, "max": 7000},
+        {"operation": "process, c=100", "engine": "sbqueue", "median": 30000, "min": 29000, "max": 31000},
+        {"operation": "process, c=100", "engine": "node", "median": 20000, "min": 18000, "max": 21000},
+        {"operation": "process, c=100", "engine": "bullmq-py", "median": "n/a", "min": 0, "max": 0},
+    ]
+    d = spec(charts.benchmark(pd.DataFrame(rows)))
+    assert d["facet"]["column"]["field"] == "operation"
+    assert d["facet"]["column"]["sort"] == ["add one by one", "process, c=100"]
+    assert d["resolve"]["scale"]["y"] == "independent"
+    marks = sorted(unit["mark"]["type"] if isinstance(unit["mark"], dict) else unit["mark"] for unit in layers(d))
+    assert marks == ["bar", "rule"]
+    got = {(r["operation"], r["engine"]): r["sbqueue_vs"] for r in data_rows(d)}
+    assert got == {("add one by one", "sbqueue"): 1.0, ("add one by one", "node"): 1.25,
+                   ("process, c=100", "sbqueue"): 1.0, ("process, c=100", "node"): 1.5}  # fmt: skip
+    assert "datasets" in d  # the unparseable row was dropped, not drawn as 0
+    with pytest.raises(ValueError, match="missing column"):
+        charts.benchmark(pd.DataFrame(rows).drop(columns="max"))
+
+
 # --- scale and export -------------------------------------------------------------------------------
 def test_100k_rows_give_small_specs() -> None:
     n = 100_000

@@ -441,6 +441,54 @@ print(planted.description)'''),
     ("code", "CleanPanel('demo-failing', connection=conn, prefix=prefix)"),
 ]
 
+BENCHMARKS = [
+    ("md", "# 07 · Benchmarks: sbqueue beside Node BullMQ and bullmq (PyPI)\n\n"
+           "Charts a run of `python -m benchmarks` (`make bench`): every engine measured in one run on one Redis, "
+           "median of the repeats with min-max whiskers. By default it shows the newest run under "
+           "`benchmarks/results/`, else the published one (`benchmarks/latest.json`, the numbers the README quotes)."),
+    ("parameters", '''results_file = None  # a throughput-*.json of `python -m benchmarks`, or None: newest run, else the published one
+'''),
+    ("code", '''import json
+from pathlib import Path
+
+import pandas as pd
+
+from sbqueue import charts
+
+
+def find_results(explicit):
+    if explicit:
+        return Path(explicit)
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        bench = folder / "benchmarks"
+        if (bench / "latest.json").exists():
+            runs = sorted((bench / "results").glob("throughput-*.json"))
+            return runs[-1] if runs else bench / "latest.json"
+    raise FileNotFoundError("no benchmarks/latest.json in this folder or above: pass results_file=")
+
+
+path = find_results(results_file)
+run = json.loads(path.read_text())
+machine = run["machine"]
+rows = pd.DataFrame(run["rows"])
+print(f"{path.name}: {machine['date']}, {machine['cores']} cores {machine['cpu']}, Python {machine['python']}, "
+      f"Node {machine['node']}, Redis {machine['redis']} (persistence {machine['persistence']}), "
+      f"N={machine['n']}, {machine['repeats']} repeats")'''),
+    ("code", '''order = list(dict.fromkeys(rows["operation"]))
+table = rows.pivot(index="operation", columns="engine", values="median").reindex(order)
+for other in [e for e in table.columns if e != "sbqueue"]:
+    table[f"sbqueue/{other}"] = table["sbqueue"] / table[other]
+table.round(2)'''),
+    ("code", "charts.benchmark(rows)"),
+    ("md", "## Against the targets (same-run ratios to Node BullMQ)"),
+    ("code", '''targets = {"add one by one": 1.0, "add_bulk (1000/batch)": 1.0, "process, c=10": 0.8, "process, c=100": 1.0}
+for operation, target in targets.items():
+    if operation in table.index and "node" in table.columns:
+        ratio = table.loc[operation, "sbqueue"] / table.loc[operation, "node"]
+        print(f"{operation:<24} sbqueue/node {ratio:.2f}x (target {target:.1f}x): {'met' if ratio >= target else 'NOT met'}")
+assert (rows["median"] > 0).all()'''),
+]
+
 NOTEBOOKS.update({
     "notebooks/01-quickstart.ipynb": QUICKSTART,
     "notebooks/02-queue-analysis.ipynb": ANALYSIS,
@@ -448,4 +496,5 @@ NOTEBOOKS.update({
     "notebooks/04-tuning-persistence.ipynb": PERSISTENCE,
     "notebooks/05-rate-limits-and-priorities.ipynb": LIMITS,
     "notebooks/06-widgets.ipynb": WIDGETS,
+    "notebooks/07-benchmarks.ipynb": BENCHMARKS,
 })

@@ -445,3 +445,38 @@ def test_blocking_client_follows_moved(url: str, cc: Any, redis_cluster: Cluster
     time.sleep(0.05)
     named = [c for c in _cluster.client_list(cc) if c.get("name") == "sbqt-blocking"]
     assert named == []  # closed
+
+
+# --- ACL users on a cluster ----------------------------------------------------------------------------------------
+def test_acl_roles_with_cluster_rules_run_a_queue_on_every_node(url: str, cc: Any) -> None:
+    """``acl.setuser(..., cluster=True)`` creates the user on every node, with what a cluster client needs."""
+    from sbqueue import acl
+
+    pfx = "{acl" + uuid.uuid4().hex[:8] + "}"
+    user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    host_port = url.split("://", 1)[1].split("?", 1)[0]
+    user_url = f"redis://{user}:{password}@{host_port}?cluster=1"
+    try:
+        acl.setuser(cc, user, password, "producer", "worker", prefix=pfx)  # no cluster rules: refused
+        with pytest.raises(sbqueue.SbqueueError):
+            sbqueue.Queue("jobs", user_url, prefix=pfx).add("x", 1)
+        acl.setuser(cc, user, password, "producer", "worker", prefix=pfx, cluster=True)
+        for node in cc.get_nodes():  # users are per node: every node has it
+            assert node.redis_connection.acl_getuser(user) is not None
+        q = sbqueue.Queue("jobs", user_url, prefix=pfx)
+        ids = [q.add("x", i).id for i in range(5)]
+        done: list[str] = []
+        w = Worker("jobs", lambda job: done.append(job.id), user_url, pfx, concurrency=2)
+        w.start()
+        try:
+            wait_for(lambda: len(done) == 5, 10, what="5 jobs done by the ACL user")
+        finally:
+            w.close(timeout=5)
+        assert sorted(done) == sorted(ids) and q.get_job_counts("completed")["completed"] == 5
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            q.client.set("elsewhere", 1)  # nothing outside its prefix
+        q.close()
+    finally:
+        cc.execute_command("ACL", "DELUSER", user, target_nodes=cc.get_nodes())
+        for key in cc.scan_iter(match=f"{pfx}:*"):
+            cc.delete(key)
