@@ -144,6 +144,10 @@ SCRIPT_ERRORS: dict[int, tuple[type[SbqueueError], str]] = {
     -9: (JobStateError, "job {job_id} has failed children"),
     -10: (JobLockedError, "job {job_id} is locked by a worker; {command} refused"),
     -11: (InvalidOptionError, "job scheduler {job_id} does not exist"),
+    -13: (DataError, "job {job_id} is unreadable: its key is not a hash (written by something else); {command} "
+                     "dropped it from its state and left the key for inspection"),
+    -14: (DataError, "job {job_id} is unreadable: its key is not a hash (written by something else); {command} "
+                     "refused, nothing changed"),
 }
 
 

@@ -3,7 +3,7 @@
   KEYS: queue
   ARGV[1] state       wait | active | paused | prioritized | delayed | completed | failed
   ARGV[2] cutoff_ms   remove jobs whose time is <= this (finishedOn for completed/failed,
-                      processedOn or timestamp otherwise)
+                      processedOn or timestamp otherwise; a job key that is not a hash counts as old)
   ARGV[3] limit       remove at most this many in this call
   ARGV[4] cursor      entries already examined and kept, counted from the oldest end
   ARGV[5] scan        examine at most this many entries in this call (bounds the call's run time)
@@ -41,8 +41,8 @@ else
     if #removed >= limit then break end
     local id = entries[i]
     local jobKey = prefix .. id
-    local t = redis.call("HMGET", jobKey, "processedOn", "timestamp")
-    local ts = tonumber(t[1] or t[2] or "0") or 0
+    -- a job key of another type (a peer wrote it) has no time: it counts as old, and is cleaned
+    local ts = tonumber(hget(jobKey, "processedOn") or hget(jobKey, "timestamp") or "0") or 0
     local locked = state == "active" and redis.call("EXISTS", jobKey .. ":lock") == 1
     if ts <= cutoff and not locked and not is_current_iteration(jobKey, id) then
       if isList then redis.call("LREM", key, -1, id) else redis.call("ZREM", key, id) end

@@ -4,8 +4,9 @@
   ARGV[1] count       used when no ids are given
   ARGV[2] n_ids       number of explicit ids that follow
 
-  Returns: {promoted ids, codes}: codes per explicit id (1 ok, -1 missing, -3 not delayed)
-  Events: waiting prev=delayed
+  Returns: {promoted ids, codes}: one code per job examined (1 ok, -1 missing, -3 not delayed,
+           -13 its key is not a hash: dropped from delayed, the key left for inspection)
+  Events: waiting prev=delayed; failed (an id whose key is not a hash: dropped)
 ]]
 local ids
 local nIds = tonumber(ARGV[2])
@@ -25,6 +26,10 @@ for i = 1, #ids do
     code = -1
   elseif redis.call("ZREM", K["delayed"], id) == 0 then
     code = -3
+  elseif foreign_type(jobKey) then
+    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
+      "prev", "delayed")
+    code = -13
   else
     redis.call("HSET", jobKey, "delay", 0)
     local priority = tonumber(redis.call("HGET", jobKey, "priority") or "0") or 0

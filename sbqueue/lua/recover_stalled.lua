@@ -10,8 +10,9 @@
   ARGV[4] reason      failedReason when mode is "fail"
   ARGV[5] n_ids       number of job ids that follow
 
-  Returns: codes per id: 1 done, -1 no such job, -3 not active, -10 still locked (and not force)
-  Events: requeue: waiting prev=active + stalled; fail: failed prev=active
+  Returns: codes per id: 1 done, -1 no such job, -3 not active, -10 still locked (and not force),
+           -13 its key is not a hash: dropped from active, the key left for inspection
+  Events: requeue: waiting prev=active + stalled; fail: failed prev=active; failed (key not a hash)
 ]]
 local now, mode, force, reason = tonumber(ARGV[1]), ARGV[2], ARGV[3] == "1", ARGV[4]
 local codes = {}
@@ -25,6 +26,12 @@ for i = 1, tonumber(ARGV[5]) do
     code = -10
   elseif redis.call("LREM", K["active"], 1, id) == 0 then
     code = -3
+  elseif foreign_type(jobKey) then
+    redis.call("DEL", jobKey .. ":lock")
+    redis.call("SREM", K["stalled"], id)
+    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
+      "prev", "active")
+    code = -13
   else
     redis.call("DEL", jobKey .. ":lock")
     redis.call("SREM", K["stalled"], id)

@@ -7,13 +7,14 @@
   ARGV[4] now         ms
   ARGV[5] lifo        for "priority": "1" = go ahead of jobs with the same priority
 
-  Returns: 1 ok; -1 no such job; -3 not delayed (for "delay")
+  Returns: 1 ok; -1 no such job; -3 not delayed (for "delay"); -14 its key is not a hash: nothing changed
   Events: delayed (jobId, delay = new due time) for "delay"; none for "priority" (as BullMQ)
 ]]
 local id, what = ARGV[1], ARGV[2]
 local value, now = tonumber(ARGV[3]), tonumber(ARGV[4])
 local jobKey = prefix .. id
 if redis.call("EXISTS", jobKey) == 0 then return -1 end
+if foreign_type(jobKey) then return -14 end
 if what == "delay" then
   if redis.call("ZREM", K["delayed"], id) == 0 then return -3 end
   local due = now + value

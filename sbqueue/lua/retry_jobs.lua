@@ -7,8 +7,9 @@
   ARGV[4] reset       "1" = also reset attempts made/started
   ARGV[5] n_ids       number of explicit job ids that follow (0 = pick from the state set)
 
-  Returns: {retried ids, codes}: codes per explicit id (1 ok, -1 missing, -3 not in that state)
-  Events: waiting prev=<state>
+  Returns: {retried ids, codes}: one code per job examined (1 ok, -1 missing, -3 not in that state,
+           -13 its key is not a hash: dropped from the state, the key left for inspection)
+  Events: waiting prev=<state>; failed (an id whose key is not a hash: dropped)
 
   As BullMQ: a job retried by id goes back as it was added (a lifo job to the tail of wait, where it
   runs next); a bulk retry pushes every job to the head of wait (priority is kept: prioritized zset).
@@ -40,6 +41,11 @@ for i = 1, #ids do
     code = -1
   elseif redis.call("ZREM", setKey, id) == 0 then
     code = -3
+  elseif foreign_type(jobKey) then
+    -- a peer wrote another type where the job hash should be: nothing to run (as the fetch does: drop, say so)
+    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
+      "prev", state)
+    code = -13
   else
     redis.call("HDEL", jobKey, "finishedOn", "processedOn", drop)
     if ARGV[4] == "1" then redis.call("HDEL", jobKey, "atm", "ats", "stc") end

@@ -6,12 +6,14 @@
   ARGV[3] value       JSON (data, progress) or the log line
   ARGV[4] keep_logs   for "log": keep only the newest n lines (0 = all)
 
-  Returns: 1 (data/progress) or the number of log lines; -1 if the job does not exist
+  Returns: 1 (data/progress) or the number of log lines; -1 if the job does not exist;
+           -14 its key is not a hash (written by something else): nothing changed
   Events: progress (jobId, data) for "progress"
 ]]
 local id, what, value = ARGV[1], ARGV[2], ARGV[3]
 local jobKey = prefix .. id
 if redis.call("EXISTS", jobKey) == 0 then return -1 end
+if foreign_type(jobKey) then return -14 end
 if what == "data" then
   redis.call("HSET", jobKey, "data", value)
   return 1

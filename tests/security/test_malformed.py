@@ -199,3 +199,91 @@ def test_wrong_type_queue_keys_do_not_stop_the_worker(r: redis.Redis, prefix: st
     job = q.add("fixed", {"ok": True})
     wait_for(lambda: q.get_job_state(job.id) == "completed", 15, interval=0.05, what="the job after the repair")
     assert worker.running
+
+
+# --- a job key of another type must not block the tools an operator reaches for -----------------------------------
+def _queue_with_foreign_job(r: redis.Redis, prefix: str, name: str, state: str) -> tuple[sbqueue.Queue, str, str]:
+    """A queue with two jobs in ``state``; the first job's key was overwritten by a peer with a string."""
+    q = sbqueue.Queue(name, r, prefix=prefix)
+    delay = 60_000 if state == "delayed" else None
+    bad, good = q.add("x", 1, delay=delay).id, q.add("x", 2, delay=delay).id
+    if state in ("failed", "completed"):
+        for job_id, finished in ((bad, 1), (good, 2)):
+            r.lrem(q.keys.key("wait"), 0, job_id)
+            r.zadd(q.keys.key(state), {job_id: finished})
+            r.hset(q.keys.key(job_id), "finishedOn", finished)
+    r.delete(q.keys.key(bad))
+    r.set(q.keys.key(bad), "garbage from a peer")
+    return q, bad, good
+
+
+@pytest.mark.parametrize("state", ["wait", "delayed", "completed", "failed"])
+def test_clean_drain_remove_obliterate_get_past_a_job_key_of_another_type(r: redis.Redis, prefix: str,
+                                                                          state: str) -> None:  # fmt: skip
+    q, bad, good = _queue_with_foreign_job(r, prefix, f"fx{state}", state)
+    assert sorted(q.clean(0, 100, state)) == sorted([bad, good])  # no time to read: counts as old
+    assert r.exists(q.keys.key(bad), q.keys.key(good)) == 0
+    q, bad, good = _queue_with_foreign_job(r, prefix, f"fr{state}", state)
+    assert q.remove(bad) is True and r.exists(q.keys.key(bad)) == 0
+    assert q.get_job_state(good) == ("waiting" if state == "wait" else state)
+    q, bad, good = _queue_with_foreign_job(r, prefix, f"fd{state}", state)
+    if state in ("wait", "delayed"):
+        assert q.drain(delayed=True) == 2
+    q.obliterate(force=True)
+    assert list(r.scan_iter(match=f"{prefix}:fd{state}:*")) == []
+
+
+@pytest.mark.parametrize("state", ["completed", "failed"])
+def test_retry_drops_an_unreadable_job_says_so_and_retries_the_rest(r: redis.Redis, prefix: str, state: str) -> None:
+    q, bad, good = _queue_with_foreign_job(r, prefix, f"rt{state}", state)
+    with pytest.raises(sbqueue.DataError, match=f"job {bad} is unreadable: its key is not a hash"):
+        q.retry_job(bad, state)
+    assert q.get_job_ids(state) == [good]  # dropped from the state; its key is left for inspection
+    assert r.get(q.keys.key(bad)) == "garbage from a peer"
+    assert q.retry_jobs(state) == 1 and q.get_job_state(good) == "waiting"
+    q2, bad2, good2 = _queue_with_foreign_job(r, prefix, f"rb{state}", state)
+    assert q2.retry_jobs(state, count=1) == 1  # the unreadable one costs an examined slot, not an endless loop
+    assert q2.get_job_ids(state) == [] and q2.get_job_state(good2) == "waiting"
+    failed_events = [e for e in stream_events(r, prefix, f"rb{state}") if e.get("event") == "failed"]
+    assert [(e["jobId"], e["prev"]) for e in failed_events] == [(bad2, state)]
+    assert "job key is a string, not a hash: dropped" in failed_events[0]["failedReason"]
+
+
+def test_promote_drops_an_unreadable_delayed_job_and_promotes_the_rest(r: redis.Redis, prefix: str) -> None:
+    q, bad, good = _queue_with_foreign_job(r, prefix, "pr", "delayed")
+    with pytest.raises(sbqueue.DataError, match="promote dropped it"):
+        q.promote_job(bad)
+    assert q.get_job_ids("delayed") == [good]
+    assert q.promote_jobs() == 1 and q.get_job_state(good) == "waiting"
+
+
+def test_updates_of_an_unreadable_job_are_refused_and_change_nothing(r: redis.Redis, prefix: str) -> None:
+    from tests.conftest import snapshot
+
+    q, bad, _good = _queue_with_foreign_job(r, prefix, "up", "delayed")
+    before = snapshot(r, prefix)
+    for call in (lambda: q.update_job_data(bad, {"a": 1}), lambda: q.update_job_progress(bad, 50),
+                 lambda: q.add_job_log(bad, "line")):  # fmt: skip
+        with pytest.raises(sbqueue.DataError, match="refused, nothing changed"):
+            call()
+    assert snapshot(r, prefix) == before
+
+
+def test_stalled_recovery_drops_an_unreadable_active_job(r: redis.Redis, prefix: str) -> None:
+    """The runbook reports it under "hash missing" and recovers the rest; the script itself drops it (-13)."""
+    from sbqueue import runbook
+
+    q = sbqueue.Queue("stl", r, prefix=prefix)
+    bad, good = q.add("x", 1).id, q.add("x", 2).id
+    for job_id in (bad, good):  # both "active" with no worker and no lock
+        r.lrem(q.keys.key("wait"), 0, job_id)
+        r.lpush(q.keys.key("active"), job_id)
+    r.delete(q.keys.key(bad))
+    r.set(q.keys.key(bad), "garbage from a peer")
+    finding = runbook.diagnose_stalled(q)
+    assert finding.checks.set_index("check").loc["hash missing", "result"]
+    assert finding.apply(confirm=True) == [f"requeued job {good}"]
+    assert q.get_job_ids("active") == [bad] and q.get_job_state(good) == "waiting"
+    codes = q._run("recover_stalled", [int(time.time() * 1000), "requeue", "1", "operator", 1, bad])
+    assert [int(c) for c in codes] == [-13]
+    assert q.get_job_ids("active") == [] and r.get(q.keys.key(bad)) == "garbage from a peer"

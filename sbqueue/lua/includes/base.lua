@@ -21,6 +21,21 @@ local function hincrby(key, field, by)
   return n
 end
 
+-- HGET that reads a job key a peer overwrote with another type (a string, a list...) as an empty hash:
+-- one broken key must not stop clean, drain, remove or obliterate for the whole queue.
+local function hget(key, field)
+  local v = redis.pcall("HGET", key, field)
+  if type(v) == "table" then return false end
+  return v
+end
+
+-- The Redis type of a job key that is neither a hash nor missing (a peer wrote it), else nil.
+local function foreign_type(jobKey)
+  local t = redis.call("TYPE", jobKey)["ok"]
+  if t == "hash" or t == "none" then return nil end
+  return t
+end
+
 local MAXLEN = nil  -- filled lazily by emit()
 
 -- XADD one event, trimmed (approximately) to meta opts.maxLenEvents.
@@ -88,7 +103,7 @@ end
 -- A job finished (completed/failed): as BullMQ, a dedup key with a ttl keeps its window until it
 -- expires; a key without one is released if it still points at that job.
 local function release_dedup(jobKey, id)
-  local deid = redis.call("HGET", jobKey, "deid")
+  local deid = hget(jobKey, "deid")
   if deid then
     local dk = prefix .. "de:" .. deid
     if redis.call("PTTL", dk) == -1 and redis.call("GET", dk) == id then redis.call("DEL", dk) end
@@ -97,7 +112,7 @@ end
 
 -- A job is removed: its dedup key goes (ttl or not) if it still points at that job.
 local function drop_dedup(jobKey, id)
-  local deid = redis.call("HGET", jobKey, "deid")
+  local deid = hget(jobKey, "deid")
   if deid then
     local dk = prefix .. "de:" .. deid
     if redis.call("GET", dk) == id then redis.call("DEL", dk) end
@@ -119,7 +134,7 @@ end
 
 -- Is `id` the pending iteration of a live job scheduler? (exempt from clean/remove/stalled failure)
 local function is_current_iteration(jobKey, id)
-  local rjk = redis.call("HGET", jobKey, "rjk")
+  local rjk = hget(jobKey, "rjk")
   if not rjk then return false end
   local score = redis.call("ZSCORE", K["repeat"], rjk)
   if not score then return false end
