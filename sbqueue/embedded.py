@@ -129,7 +129,8 @@ def find_binary() -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (the kernel picks it; test harnesses use it too)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -208,7 +209,7 @@ def ensure_server(
 
 def _start(home: Path, binary: str, config: dict[str, str]) -> ServerInfo:
     version = ".".join(str(x) for x in binary_version(binary))
-    port = _free_port()
+    port = free_port()
     args = [
         binary,
         "--port",

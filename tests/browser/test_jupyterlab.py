@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 import redis
 
 import sbqueue
+from sbqueue.embedded import free_port
 from tests.conftest import snapshot
 
 pytestmark = pytest.mark.browser
@@ -60,12 +60,6 @@ def send(job: sbqueue.Job) -> Any:
     if i % 3 == 1:
         raise TimeoutError(f"no answer after {3000 + i} ms")
     return {"delivered": True}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_notebook(path: Path) -> None:

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from redis.retry import Retry
 
 import sbqueue
 from sbqueue import embedded
+from sbqueue.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "chaos"
@@ -89,12 +89,6 @@ def retrying(fn: Callable[[], T], deadline_s: float = 60.0, what: str = "redis c
 
 
 # --- the Redis server ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisServer:
     """A ``redis-server`` child process with sbqueue's embedded settings on a fixed port.
 

@@ -21,7 +21,6 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ from typing import Any
 import pytest
 import redis
 import yaml
+
+from sbqueue.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -168,12 +169,6 @@ def parse_redis_conf(text: str) -> dict[str, str]:
             settings[name] = value
     return settings
 
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to port 0 and let the kernel choose)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 _PROMQL_KEYWORDS = frozenset(

@@ -12,7 +12,6 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,15 +23,10 @@ from urllib.parse import quote
 import redis
 
 from sbqueue import embedded
+from sbqueue.embedded import free_port
 
 #: the TLS-capable server to prefer (Debian's build links OpenSSL); the embedded 6.2 one has no TLS
 SYSTEM_REDIS = "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _has_tls(binary: str) -> bool:
