@@ -36,7 +36,7 @@ test: venv node lint
 demo: venv
 	$(VENV)/bin/sbqueue demo
 
-## make bench: sbqueue vs Node BullMQ vs bullmq (PyPI), side by side on one Redis (BENCH_ARGS=--quick for a smoke run)
+## make bench: sbqueue vs Node BullMQ, bullmq and RQ (PyPI), side by side on one Redis (BENCH_ARGS=--quick for a smoke run)
 bench: venv node
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)

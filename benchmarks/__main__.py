@@ -1,11 +1,11 @@
-"""Side-by-side throughput benchmark: sbqueue vs Node BullMQ 6.7 vs bullmq (PyPI), one run, one Redis.
+"""Side-by-side throughput benchmark: sbqueue vs Node BullMQ 6.7, bullmq and RQ (PyPI), one run, one Redis.
 
     python -m benchmarks                 # N=20000, 3 repeats (the issue's anchors)
     python -m benchmarks --quick         # N=2000, 1 repeat: CI checks that it runs (no timing assertion)
     python -m benchmarks --publish       # also write benchmarks/latest.json (what the README and notebook 07 show)
 
 Starts its own redis-server (sbqueue's embedded server in a temporary home, persistence off, never your data),
-prints a table of jobs/s (median, min-max) and the ratios sbqueue/node and sbqueue/bullmq-py, and saves
+prints a table of jobs/s (median, min-max) and the ratios sbqueue/<engine> (node, bullmq-py, rq), and saves
 JSON (rows + the machine they came from) and CSV under benchmarks/results/.
 """
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=None, help="jobs per measurement (default 20000; 2000 with --quick)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N=2000, 1 repeat (CI smoke run)")
-    parser.add_argument("--engines", default="sbqueue,node,bullmq-py")
+    parser.add_argument("--engines", default="sbqueue,node,bullmq-py,rq")
+    parser.add_argument("--slow-n", type=int, default=5000,
+                        help="jobs per 'process' measurement of RQ (one job at a time: ~1-2k/s), default 5000")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--publish", action="store_true", help=f"also write {LATEST} (committed; the README quotes it)")
     args = parser.parse_args(argv)
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     engines: dict[str, Callable[..., float]] = {"sbqueue": peers.sbqueue_op, "node": peers.node_op}
     if peers.bullmq_py_available():
         engines["bullmq-py"] = peers.bullmq_py_op
+    if peers.rq_available():
+        engines["rq"] = peers.rq_op
     wanted = [e for e in args.engines.split(",") if e]
     missing = [e for e in wanted if e not in engines]
     engines = {k: v for k, v in engines.items() if k in wanted}
@@ -72,13 +76,18 @@ def main(argv: list[str] | None = None) -> int:
               f"python {meta['python']}, node {meta['node']}; N={args.n}, repeats={args.repeats}")  # fmt: skip
         for label, op, conc in OPS:
             for engine, fn in engines.items():
-                rates = measure(fn, info.url, op, args.n, conc, args.repeats)
+                n = min(args.n, args.slow_n) if engine == "rq" and op == "process" else args.n
+                rates = measure(fn, info.url, op, n, conc, args.repeats)
+                note = peers.NOTES.get(engine, {}).get(op, "")
                 rows.append({"operation": label, "engine": engine, "median": statistics.median(rates),
-                             "min": min(rates), "max": max(rates), "n": args.n, "repeats": args.repeats})  # fmt: skip
+                             "min": min(rates), "max": max(rates), "n": n, "repeats": args.repeats,
+                             "note": note})  # fmt: skip
                 print(f"  {label:<24} {engine:<10} {statistics.median(rates):>10,.0f} jobs/s", flush=True)
     finally:
         embedded.stop(home)
     print_table(rows, list(engines))
+    for note in dict.fromkeys(str(r["note"]) for r in rows if r["note"]):
+        print(f"note: {note}")
     if missing:
         print(f"not measured (not installed): {', '.join(missing)}")
     saved = save(rows, meta, Path(args.out))
@@ -102,7 +111,7 @@ def machine(redis_version: str, n: int, repeats: int) -> dict[str, object]:
 
 def print_table(rows: list[dict[str, object]], engines: list[str]) -> None:
     by = {(r["operation"], r["engine"]): r for r in rows}
-    head = f"{'operation':<24}" + "".join(f"{e + ' jobs/s (min-max)':>34}" for e in engines)
+    head = f"{'operation':<24}" + "".join(f"{e + ' jobs/s (min-max)':>30}" for e in engines)
     ratios = [e for e in engines if e != "sbqueue"]
     head += "".join(f"{'sbqueue/' + e:>18}" for e in ratios)
     print("\n" + head + "\n" + "-" * len(head))
@@ -110,7 +119,7 @@ def print_table(rows: list[dict[str, object]], engines: list[str]) -> None:
         line = f"{label:<24}"
         for e in engines:
             r = by[(label, e)]
-            line += f"{r['median']:>14,.0f} ({r['min']:,.0f}-{r['max']:,.0f})".rjust(34)  # type: ignore[str-format]
+            line += f"{r['median']:>14,.0f} ({r['min']:,.0f}-{r['max']:,.0f})".rjust(30)  # type: ignore[str-format]
         for e in ratios:
             line += f"{by[(label, 'sbqueue')]['median'] / by[(label, e)]['median']:>17.2f}x"  # type: ignore[operator]
         print(line)

@@ -1,7 +1,9 @@
 """One function per (engine, operation): each returns elapsed seconds for ``n`` jobs.
 
-Engines: sbqueue, Node BullMQ 6.7 (via benchmarks/node_bench.js), bullmq 3.4.4 from PyPI (optional: it is
-skipped, and reported as such, when not installed — ``pip install 'sbqueue[bench]'``).
+Engines: sbqueue, Node BullMQ 6.7 (via benchmarks/node_bench.js), bullmq 3.4.4 and RQ 3.0 from PyPI (optional:
+skipped, and reported as such, when not installed — ``pip install 'sbqueue[bench]'``). RQ runs one job at a
+time per worker process, so its "process" rows are one SimpleWorker whatever the concurrency (see
+:data:`NOTES`). arq is not measured: it pins redis-py < 6, which bullmq 3.4 cannot share a venv with.
 """
 
 from __future__ import annotations
@@ -71,6 +73,58 @@ def node_op(url: str, prefix: str, queue: str, op: str, n: int, concurrency: int
     if res.returncode != 0:
         raise RuntimeError(f"node benchmark failed: {res.stderr.strip()[-500:]}")
     return float(json.loads(res.stdout.strip().splitlines()[-1])["seconds"])
+
+
+# --- RQ (PyPI) ------------------------------------------------------------------------------------------------
+#: what a reader of the table must know about an engine's rows
+NOTES = {"rq": {"process": "RQ: one job at a time per worker process (SimpleWorker), whatever the concurrency"}}
+
+
+def rq_available() -> bool:
+    try:
+        import rq  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def rq_noop(i: int) -> None:
+    """The RQ job function (RQ stores its import path: benchmarks.peers.rq_noop)."""
+    return None
+
+
+def rq_op(url: str, prefix: str, queue: str, op: str, n: int, concurrency: int) -> float:
+    import redis
+    import rq
+
+    conn = redis.Redis.from_url(url)
+    q = rq.Queue(f"{prefix}-{queue}", connection=conn)
+    try:
+        if op == "add":
+            t = time.perf_counter()
+            for i in range(n):
+                q.enqueue(rq_noop, i)
+            return time.perf_counter() - t
+        batches = [[rq.Queue.prepare_data(rq_noop, (i,)) for i in range(start, min(start + 1000, n))]
+                   for start in range(0, n, 1000)]  # fmt: skip
+        if op == "addBulk":
+            t = time.perf_counter()
+            for batch in batches:
+                q.enqueue_many(batch)
+            return time.perf_counter() - t
+        for batch in batches:
+            q.enqueue_many(batch)
+        worker = rq.SimpleWorker([q], connection=conn)
+        t = time.perf_counter()
+        worker.work(burst=True, logging_level="WARNING")
+        elapsed = time.perf_counter() - t
+        done = rq.registry.FinishedJobRegistry(queue=q).count
+        if done != n:
+            raise RuntimeError(f"RQ finished {done} of {n} jobs")
+        return elapsed
+    finally:
+        q.empty()
+        conn.close()
 
 
 # --- bullmq (PyPI) --------------------------------------------------------------------------------------

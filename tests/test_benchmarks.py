@@ -13,16 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_benchmark_runs(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "benchmarks", "--quick", "-n", "300", "--engines", "sbqueue,node"]
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "-n", "300", "--engines", "sbqueue,node,rq"]
+    cmd += ["--slow-n", "200"]
     cmd += ["--out", str(tmp_path)]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "sbqueue/node" in res.stdout
     saved = json.loads(next(tmp_path.glob("throughput-*.json")).read_text())
     rows = saved["rows"]
-    assert {r["engine"] for r in rows} == {"sbqueue", "node"}
+    assert {r["engine"] for r in rows} == {"sbqueue", "node", "rq"}
     assert all(r["median"] > 0 for r in rows)
-    assert len(rows) == 8  # 4 operations x 2 engines
+    assert len(rows) == 12  # 4 operations x 3 engines
+    rq_process = [r for r in rows if r["engine"] == "rq" and r["operation"].startswith("process")]
+    assert [r["n"] for r in rq_process] == [200, 200] and all("one job at a time" in r["note"] for r in rq_process)
+    assert "sbqueue/rq" in res.stdout
     machine = saved["machine"]
     assert machine["n"] == 300 and machine["repeats"] == 1 and machine["cores"] >= 1
     assert machine["redis"].count(".") == 2 and machine["node"].startswith("v")
@@ -48,10 +52,10 @@ def test_readme_performance_table_is_the_published_run() -> None:
         if not line.startswith("|") or cells[0] not in labels:
             continue
         op = labels[cells[0]]
-        ours, node, py = (int(re.sub(r"[^\d]", "", c)) for c in cells[1:4])
+        ours, node, py, rq = (int(re.sub(r"[^\d]", "", c.split("/s")[0])) for c in cells[1:5])
         assert ours == round(by[(op, "sbqueue")]) and node == round(by[(op, "node")]), line
-        assert py == round(by[(op, "bullmq-py")]), line
-        assert cells[4] == f"{by[(op, 'sbqueue')] / by[(op, 'node')]:.2f}\N{MULTIPLICATION SIGN}", line
+        assert py == round(by[(op, "bullmq-py")]) and rq == round(by[(op, "rq")]), line
+        assert cells[5] == f"{by[(op, 'sbqueue')] / by[(op, 'node')]:.2f}\N{MULTIPLICATION SIGN}", line
         seen += 1
     assert seen == 4
     assert published["machine"]["date"][:10] in section  # the README says when the numbers were taken
