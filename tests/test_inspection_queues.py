@@ -414,3 +414,57 @@ def test_queue_inspector_is_bound_to_the_queue(r: redis.Redis, prefix: str) -> N
     assert q.inspector is q.inspector  # created once
     aq = sbqueue.AsyncQueue("bound", r, prefix=prefix)
     assert sorted(aq.inspector.jobs("waiting")["id"]) == sorted(ids)
+
+
+# --- the read-ahead thread of jobs() -------------------------------------------------------------------------------
+def _reader_threads() -> list[Any]:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "sbqueue-inspect-read" and t.is_alive()]
+
+
+def test_jobs_reads_ahead_in_order_and_leaves_no_thread(r: redis.Redis, prefix: str, insp: Inspector) -> None:
+    """Many pages (data parsed while the next page is read): every row, in order, data and errors intact."""
+    q = sbqueue.Queue("ahead", r, prefix=prefix)
+    q.add_bulk([{"name": "n", "data": {"i": i}} for i in range(2500)])
+    r.hset(q.keys.key("7"), "data", "{not json")  # one bad row in the middle of a page
+    df = insp.jobs("ahead", "waiting")
+    assert len(df) == 2500 and list(df["id"]) == [str(i) for i in range(2500, 0, -1)]  # newest first
+    expected = [i for i in range(2499, -1, -1) if i != 6]  # job 7 holds data {"i": 6}: now garbage
+    assert [d["i"] for d in df["data"] if isinstance(d, dict)] == expected
+    bad = df[df["id"] == "7"].iloc[0]
+    assert bad["data"] == "{not json" and bad["parse_error"].startswith("data: invalid JSON")
+    assert df["parse_error"].notna().sum() == 1
+    limited = insp.jobs("ahead", "waiting", limit=3)  # stops after the first page: the reader is stopped
+    assert list(limited["id"]) == ["2500", "2499", "2498"]
+    assert _reader_threads() == []
+    assert r.ping()  # the client is free again
+
+
+def test_prefetched_raises_the_readers_error_and_stops_when_closed() -> None:
+    from sbqueue.inspection.jobs import _prefetched
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise redis.ConnectionError("Redis went away mid-scan")
+
+    got: list[int] = []
+    with pytest.raises(redis.ConnectionError, match="mid-scan"):
+        for item in _prefetched(failing()):
+            got.append(item)
+    assert got == [1] and _reader_threads() == []
+
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    reader = _prefetched(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert _reader_threads() == []
+    assert len(produced) <= 3 + 2 + 1  # at most `depth` (+ the one in hand) read ahead, then it stopped

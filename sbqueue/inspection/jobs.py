@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import queue as _queue
+import threading
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -194,11 +196,27 @@ def _opts_col(col: Sequence[Any], errors: list[Any]) -> tuple[list[Any], list[in
     return opts, attempts
 
 
+def _merged(parsed: tuple[list[Any], list[Any]], errors: list[Any]) -> list[Any]:
+    """Pre-parsed column values, their error messages added to ``errors`` (in decode order)."""
+    values, problems = parsed
+    for i, found in enumerate(problems):
+        if found:
+            for msg in found:
+                _err(errors, i, msg)
+    return values
+
+
 def decode_jobs(
-    ids: Sequence[str], states: Sequence[str], status: Sequence[Any], cols: Sequence[Sequence[Any]], now_ms: int
+    ids: Sequence[str],
+    states: Sequence[str],
+    status: Sequence[Any],
+    cols: Sequence[Sequence[Any]],
+    now_ms: int,
+    data: tuple[list[Any], list[Any]] | None = None,
 ) -> pd.DataFrame:
     """Column-wise HMGET replies of :data:`FIELDS` (see :meth:`Context.hmget_columns`) -> a typed ``jobs``
-    frame; malformed values become ``parse_error`` text, never exceptions."""
+    frame; malformed values become ``parse_error`` text, never exceptions. ``data``: the ``data`` column
+    already parsed by :func:`_json_col` as ``(values, errors)``, both aligned with ``ids``."""
     n = len(ids)
     if n == 0:
         return empty_frame("jobs")
@@ -244,7 +262,7 @@ def decode_jobs(
                 "progress": _json_col(cols[_I["progress"]], "progress", errors, share=True),
                 "failed_reason": cols[_I["failedReason"]],
                 "returnvalue": _json_col(cols[_I["returnvalue"]], "returnvalue", errors, share=True),
-                "data": _json_col(data_raw, "data", errors),
+                "data": _json_col(data_raw, "data", errors) if data is None else _merged(data, errors),
                 "data_bytes": data_bytes,
                 "opts": opts,
                 "processed_by": cols[_I["pb"]],
@@ -293,55 +311,120 @@ def jobs(
     key_errors: list[tuple[str, str]] = []
     sources = [(state, *state_ids(ctx, queue, state, sizer, lo, hi, key_errors)) for state in wanted]
     bar = ctx.bar(sum(total for _, total, _ in sources), f"jobs {queue}")
+
+    def batches() -> Iterator[tuple[str, int, list[str], list[Any], list[list[Any]]]]:
+        """(state, ids examined, ids kept, status, columns) per page: the Redis side of the scan."""
+        for state, _total, pages in sources:
+            time_early = state not in _FINISHED and (lo is not None or hi is not None)
+            for page in pages:
+                ids = _early_filter(ctx, base, page, state, early, lo if time_early else None,
+                                    hi if time_early else None)  # fmt: skip
+                if not ids:
+                    yield state, len(page), [], [], []
+                    continue
+                status, cols = ctx.hmget_columns(base, ids, FIELDS)
+                sizer.feed(len(ids), column_bytes(cols))
+                yield state, len(page), ids, status, cols
+
     got = 0
     acc_ids: list[str] = []
     acc_states: list[str] = []
     acc_status: list[Any] = []
     acc_cols: list[list[Any]] = [[] for _ in FIELDS]
+    acc_data: list[Any] = []
+    acc_data_errors: list[Any] = []
     frames: list[pd.DataFrame] = []
+    # Redis reads the next pages while this thread decodes the last ones (see _prefetched)
+    reader = _prefetched(batches())
     try:
-        for state, _total, pages in sources:
-            time_early = state not in _FINISHED and (lo is not None or hi is not None)
-            for page in pages:
-                bar.update(len(page))
-                ids = _early_filter(ctx, base, page, state, early, lo if time_early else None,
-                                    hi if time_early else None)  # fmt: skip
-                if not ids:
-                    continue
-                status, cols = ctx.hmget_columns(base, ids, FIELDS)
-                sizer.feed(len(ids), column_bytes(cols))
-                if late:
-                    df = decode_jobs(ids, [state] * len(ids), status, cols, now)
-                    raw_json = {c: cols[_I[c]] for c in JSON_COLUMNS}
-                    df = df[late_mask(df, raw_json, late)]
-                    if limit is not None:
-                        df = df.iloc[: limit - got]
-                    if len(df):
-                        frames.append(df)
-                    got += len(df)
-                else:
-                    take = len(ids) if limit is None else min(len(ids), limit - got)
-                    acc_ids += ids[:take]
-                    acc_states += [state] * take
-                    acc_status += status[:take]
-                    for acc, col in zip(acc_cols, cols, strict=True):
-                        acc += col[:take]
-                    got += take
-                if limit is not None and got >= limit:
-                    break
+        for state, examined, ids, status, cols in reader:
+            bar.update(examined)
+            if not ids:
+                continue
+            if late:
+                df = decode_jobs(ids, [state] * len(ids), status, cols, now)
+                raw_json = {c: cols[_I[c]] for c in JSON_COLUMNS}
+                df = df[late_mask(df, raw_json, late)]
+                if limit is not None:
+                    df = df.iloc[: limit - got]
+                if len(df):
+                    frames.append(df)
+                got += len(df)
+            else:
+                take = len(ids) if limit is None else min(len(ids), limit - got)
+                acc_ids += ids[:take]
+                acc_states += [state] * take
+                acc_status += status[:take]
+                for acc, col in zip(acc_cols, cols, strict=True):
+                    acc += col[:take]
+                # the costliest column, parsed now: overlaps with Redis answering the next read
+                problems: list[Any] = [None] * take
+                acc_data += _json_col(cols[_I["data"]][:take], "data", problems)
+                acc_data_errors += problems
+                got += take
             if limit is not None and got >= limit:
                 break
     finally:
+        reader.close()  # stops and joins the reading thread before anything else uses the client
         bar.close()
     if late:
         out = pd.concat(frames, ignore_index=True) if frames else empty_frame("jobs")
     else:
-        out = decode_jobs(acc_ids, acc_states, acc_status, acc_cols, now)
+        out = decode_jobs(acc_ids, acc_states, acc_status, acc_cols, now, data=(acc_data, acc_data_errors))
     if key_errors:  # a state key of the wrong type: one row saying so (no job id)
         bad = build_frame("jobs", {"state": [s for s, _ in key_errors], "parse_error": [e for _, e in key_errors],
                                    **{c: [0] * len(key_errors) for c in _INT_COLUMNS}})  # fmt: skip
         out = pd.concat([out, bad], ignore_index=True) if len(out) else bad
     return add_data_fields(out, data_fields)
+
+
+_T = TypeVar("_T")
+_END = object()
+
+
+def _prefetched(items: Iterator[_T], depth: int = 2) -> Generator[_T, None, None]:
+    """Iterate ``items`` in a helper thread, up to ``depth`` ahead of the consumer.
+
+    The helper spends its time waiting on Redis (the socket wait releases the GIL), so the consumer's
+    decoding overlaps with the next reads. The helper is the only user of the client while this runs; an
+    error there is raised here, and stopping early (``break``, ``limit``, an exception) stops the helper
+    after its current read — it is joined before this generator returns, so the client is free again.
+    """
+    handoff: _queue.Queue[tuple[str, Any]] = _queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.05)
+                return True
+            except _queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", _END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+
+    helper = threading.Thread(target=run, name="sbqueue-inspect-read", daemon=True)
+    helper.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "item":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        helper.join()
 
 
 def _states(states: str | Sequence[str] | None) -> list[str]:
