@@ -468,3 +468,35 @@ def test_prefetched_raises_the_readers_error_and_stops_when_closed() -> None:
     reader.close()
     assert _reader_threads() == []
     assert len(produced) <= 3 + 2 + 1  # at most `depth` (+ the one in hand) read ahead, then it stopped
+
+
+def test_jobs_pauses_the_garbage_collector_only_while_it_runs(r: redis.Redis, prefix: str, insp: Inspector) -> None:
+    import gc
+
+    from sbqueue.inspection import jobs as jobs_module
+
+    q = sbqueue.Queue("gcq", r, prefix=prefix)
+    q.add_bulk([{"name": "n", "data": {"i": i}} for i in range(10)])
+    seen: list[bool] = []
+    original = jobs_module.decode_jobs
+
+    def spy(*args: Any, **kwargs: Any) -> Any:  # the real decoder, noting the collector's state meanwhile
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    jobs_module.decode_jobs = spy  # type: ignore[assignment]
+    try:
+        assert gc.isenabled()
+        assert len(insp.jobs("gcq")) == 10
+        assert seen == [False] and gc.isenabled()  # paused inside, back on after
+        gc.disable()
+        try:
+            assert len(insp.jobs("gcq")) == 10
+            assert not gc.isenabled()  # a caller who had it off keeps it off
+        finally:
+            gc.enable()
+        with pytest.raises(sbqueue.InvalidStateError):
+            insp.jobs("gcq", "no-such-state")
+        assert gc.isenabled()  # and back on after an error
+    finally:
+        jobs_module.decode_jobs = original  # type: ignore[assignment]

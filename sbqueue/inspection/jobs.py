@@ -26,7 +26,7 @@ import redis
 
 from .._core.states import STATE_KEYS, check_states
 from ..errors import InvalidOptionError
-from ._context import BatchSizer, Context, column_bytes, to_ms
+from ._context import BatchSizer, Context, column_bytes, gc_paused, to_ms
 from .query import JSON_COLUMNS, Condition, compile_query, late_mask
 from .schemas import MAX_MS, SCHEMAS, build_frame, empty_frame
 
@@ -298,6 +298,21 @@ def jobs(
     data_fields: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.jobs`."""
+    with gc_paused():
+        return _jobs(ctx, queue, states, limit, name, since, until, query, data_fields)
+
+
+def _jobs(
+    ctx: Context,
+    queue: str,
+    states: str | Sequence[str] | None,
+    limit: int | None,
+    name: Any,
+    since: Any,
+    until: Any,
+    query: Mapping[str, Any] | None,
+    data_fields: Sequence[str] | None,
+) -> pd.DataFrame:
     wanted = _states(states)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidOptionError(f"limit must be a non-negative int or None, got {limit!r}", option="limit")
