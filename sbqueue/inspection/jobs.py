@@ -286,6 +286,7 @@ def add_data_fields(df: pd.DataFrame, data_fields: Sequence[str] | None) -> pd.D
 
 
 # --- jobs() --------------------------------------------------------------------------------------------
+@gc_paused()
 def jobs(
     ctx: Context,
     queue: str,
@@ -297,22 +298,7 @@ def jobs(
     query: Mapping[str, Any] | None = None,
     data_fields: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """See :meth:`sbqueue.inspection.Inspector.jobs`."""
-    with gc_paused():
-        return _jobs(ctx, queue, states, limit, name, since, until, query, data_fields)
-
-
-def _jobs(
-    ctx: Context,
-    queue: str,
-    states: str | Sequence[str] | None,
-    limit: int | None,
-    name: Any,
-    since: Any,
-    until: Any,
-    query: Mapping[str, Any] | None,
-    data_fields: Sequence[str] | None,
-) -> pd.DataFrame:
+    """See :meth:`sbqueue.inspection.Inspector.jobs` (runs with the cyclic GC paused: see gc_paused)."""
     wanted = _states(states)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidOptionError(f"limit must be a non-negative int or None, got {limit!r}", option="limit")
