@@ -26,9 +26,7 @@ for i = 1, #ids do
     code = -1
   elseif redis.call("ZREM", K["delayed"], id) == 0 then
     code = -3
-  elseif foreign_type(jobKey) then
-    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
-      "prev", "delayed")
+  elseif report_unreadable(jobKey, id, "delayed") then
     code = -13
   else
     redis.call("HSET", jobKey, "delay", 0)

@@ -26,11 +26,9 @@ for i = 1, tonumber(ARGV[5]) do
     code = -10
   elseif redis.call("LREM", K["active"], 1, id) == 0 then
     code = -3
-  elseif foreign_type(jobKey) then
+  elseif report_unreadable(jobKey, id, "active") then
     redis.call("DEL", jobKey .. ":lock")
     redis.call("SREM", K["stalled"], id)
-    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
-      "prev", "active")
     code = -13
   else
     redis.call("DEL", jobKey .. ":lock")

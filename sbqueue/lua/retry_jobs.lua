@@ -41,10 +41,7 @@ for i = 1, #ids do
     code = -1
   elseif redis.call("ZREM", setKey, id) == 0 then
     code = -3
-  elseif foreign_type(jobKey) then
-    -- a peer wrote another type where the job hash should be: nothing to run (as the fetch does: drop, say so)
-    emit("failed", "jobId", id, "failedReason", "job key is a " .. foreign_type(jobKey) .. ", not a hash: dropped",
-      "prev", state)
+  elseif report_unreadable(jobKey, id, state) then
     code = -13
   else
     redis.call("HDEL", jobKey, "finishedOn", "processedOn", drop)

@@ -44,6 +44,15 @@ local function emit(...)
   redis.call("XADD", K["events"], "MAXLEN", "~", MAXLEN, "*", "event", ...)
 end
 
+-- A job key a peer overwrote with another type cannot be run, retried or promoted: say so (as the fetch
+-- does) and return true; the caller drops the id from its state and leaves the key for inspection.
+local function report_unreadable(jobKey, id, prev)
+  local t = foreign_type(jobKey)
+  if not t then return false end
+  emit("failed", "jobId", id, "failedReason", "job key is a " .. t .. ", not a hash: dropped", "prev", prev)
+  return true
+end
+
 -- Paused (v6: meta.paused) or at global concurrency: no marker, no fetch.
 local function queue_blocked()
   local m = redis.call("HMGET", K["meta"], "paused", "concurrency")
