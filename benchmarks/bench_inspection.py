@@ -7,11 +7,17 @@
 2. ``K`` keys (job-like hashes, lists, sets, streams) -> ``Inspector.memory_by_queue()`` and
    ``bigkeys()``, against ``redis-cli --memkeys`` on the same server.
 
-It starts its own redis-server (``sbqueue.embedded`` in a temporary directory, free port) and stops it
+3. With ``--dtype-backend``, instead of 1 and 2: the floor, ``jobs()`` and ``jobs(dtype_backend="pyarrow")``
+   side by side, each in a fresh Python process on the same server: time, the frame's memory
+   (``memory_usage(deep=True)``), the process's RSS growth (after, and peak while it ran), and the slowest
+   single Redis call (server side: SLOWLOG of every call over 1 ms; client side: the longest round trip).
+
+It starts its own redis-server (``sbqueue.connection.embedded`` in a temporary directory, free port) and stops it
 at the end; no other Redis is touched. Usage::
 
     python benchmarks/bench_inspection.py                      # quick: 10k jobs, 20k keys
     python benchmarks/bench_inspection.py --jobs 100000 --keys 200000
+    python benchmarks/bench_inspection.py --jobs 1000000 --dtype-backend
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +41,8 @@ import pandas as pd
 import redis
 
 from sbqueue import Queue, embedded
+from sbqueue.engine.worker import Worker
 from sbqueue.inspection import Inspector
-from sbqueue.worker import Worker
 
 PREFIX = "bench"
 
@@ -156,12 +165,153 @@ def table(title: str, rows: list[tuple[str, float | None, str]], base: float, ra
             print(f"  {name:<48} {secs:>9.3f} {secs / base:>11.2f}x  {note}")
 
 
+# --- --dtype-backend: floor vs jobs() vs jobs(dtype_backend="pyarrow"), each in its own process -----------------
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _slowest_calls(client: Any) -> Callable[[], tuple[float, int]]:
+    """Time every command and pipeline of ``client`` (client side: send to reply, in ms); returns a getter of
+    the longest and of the number of script calls."""
+    longest = [0.0]
+    scripts = [0]
+    command, pipeline = client.execute_command, client.pipeline
+
+    def timed(*args: Any, **kw: Any) -> Any:
+        scripts[0] += str(args[0]).upper() in ("EVALSHA", "EVAL")
+        start = time.perf_counter()
+        try:
+            return command(*args, **kw)
+        finally:
+            longest[0] = max(longest[0], (time.perf_counter() - start) * 1000)
+
+    def timed_pipeline(*args: Any, **kw: Any) -> Any:
+        pipe = pipeline(*args, **kw)
+        execute = pipe.execute
+
+        def run(*a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return execute(*a, **k)
+            finally:
+                longest[0] = max(longest[0], (time.perf_counter() - start) * 1000)
+
+        pipe.execute = run
+        return pipe
+
+    client.execute_command, client.pipeline = timed, timed_pipeline
+    return lambda: (longest[0], scripts[0])
+
+
+def child(method: str, url: str) -> dict[str, Any]:
+    """One measurement in this (fresh) process: seconds, frame bytes, RSS growth after and at peak."""
+    import pyarrow  # noqa: F401  # imported before the baseline: the library itself is not the result
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    insp = Inspector(url, prefix=PREFIX, progress=False)
+    longest = _slowest_calls(r if method == "floor" else insp.client)
+    run = {
+        "floor": lambda: floor(r),
+        "default": lambda: insp.jobs("jobs", "completed"),
+        "pyarrow": lambda: insp.jobs("jobs", "completed", dtype_backend="pyarrow"),
+    }[method]
+    base = peak = _rss()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, _rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    df = run()
+    secs = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = _rss()
+    return {"method": method, "seconds": secs, "rows": len(df), "frame_bytes": int(df.memory_usage(deep=True).sum()),
+            "rss_after": after - base, "rss_peak": max(peak, after) - base, "client_max_ms": longest()[0],
+            "script_calls": longest()[1],
+            "parse_errors": int(df["parse_error"].notna().sum()) if "parse_error" in df else 0}  # fmt: skip
+
+
+def _name(entry: dict[str, Any]) -> str:
+    command = entry["command"]
+    return command.decode(errors="replace") if isinstance(command, bytes) else str(command)
+
+
+def backends(r: redis.Redis, url: str, n: int, repeat: int) -> None:
+    """Floor, jobs() and jobs(dtype_backend="pyarrow") on ``n`` completed jobs, rounds interleaved."""
+    r.config_set("slowlog-max-len", 100_000)
+    best: dict[str, dict[str, Any]] = {}
+    slow: dict[str, list[Any]] = {"floor": [], "default": [], "pyarrow": []}
+    scripts = {"floor": 0, "default": 0, "pyarrow": 0}
+    for _ in range(repeat):
+        for method in ("floor", "default", "pyarrow"):
+            # every call over 1 ms (a script's own HMGETs are logged too: with no threshold they would overflow)
+            r.config_set("slowlog-log-slower-than", 1000)
+            r.slowlog_reset()
+            out = subprocess.run([sys.executable, __file__, "--child", method, "--url", url], check=True,
+                                 capture_output=True, text=True)  # fmt: skip
+            slow[method] += r.slowlog_get(100_000)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            scripts[method] += got["script_calls"]
+            assert got["rows"] == n and got["parse_errors"] == 0, got
+            if method not in best or got["seconds"] < best[method]["seconds"]:
+                best[method] = got
+    r.config_set("slowlog-log-slower-than", 10_000)
+    mib = 2**20
+    floor_s, default, arrow = best["floor"]["seconds"], best["default"], best["pyarrow"]
+    print(f"\n{n:,} completed jobs -> DataFrame, each in a fresh process (best of {repeat}; memory of that run)")
+    print(f"  {'method':<42} {'seconds':>8} {'vs floor':>9} {'frame MiB':>10} {'RSS +MiB':>9} {'RSS peak':>9}"
+          f" {'slowest call (server / client)':>31}")  # fmt: skip
+    for method, label in (("floor", "floor: pipelined HGETALL + pd.DataFrame"), ("default", "Inspector.jobs()"),
+                          ("pyarrow", 'Inspector.jobs(dtype_backend="pyarrow")')):  # fmt: skip
+        got = best[method]
+        server = max((e["duration"] for e in slow[method]), default=0) / 1000
+        print(f"  {label:<42} {got['seconds']:>8.2f} {got['seconds'] / floor_s:>8.2f}x"
+              f" {got['frame_bytes'] / mib:>10.0f} {got['rss_after'] / mib:>9.0f} {got['rss_peak'] / mib:>9.0f}"
+              f" {server:>17.1f} ms / {got['client_max_ms']:>6.1f} ms")  # fmt: skip
+    print(f"\n  pyarrow: {arrow['seconds'] / floor_s:.2f}x the floor's time (target <= 1.2x), "
+          f"{arrow['frame_bytes'] / default['frame_bytes']:.2f}x the default frame's memory and "
+          f"{arrow['rss_after'] / default['rss_after']:.2f}x its RSS growth (target <= 0.5x); "
+          f"default jobs(): {default['seconds'] / floor_s:.2f}x the floor")
+    for method in ("default", "pyarrow"):
+        logged = sorted(e["duration"] / 1000 for e in slow[method] if _name(e).startswith("EVAL"))
+        total = max(scripts[method], len(logged))
+        calls = [0.0] * (total - len(logged)) + logged  # the calls under 1 ms count as 0 here
+
+        def rank(q: float, calls: list[float] = calls) -> str:
+            value = calls[min(int(len(calls) * q), len(calls) - 1)] if calls else 0.0
+            return "< 1 ms" if value == 0 else f"{value:.1f} ms"
+
+        print(f"  jobs({method}) script calls, server side, all {repeat} runs: {total}, {len(logged)} over 1 ms, "
+              f"median {rank(0.5)}, p99 {rank(0.99)}, max {rank(1.0)}, {sum(d > 50 for d in logged)} over 50 ms")
+    # a single-key command cannot take 50 ms of work: such entries are the machine pausing Redis
+    stalls = sorted(e["duration"] / 1000 for e in slow["floor"] if _name(e).startswith("HGETALL"))
+    print(f"  floor: {len(stalls)} single HGETALLs logged over 1 ms, {sum(d > 50 for d in stalls)} over 50 ms "
+          f"(longest {max(stalls, default=0):.1f} ms): time Redis was paused by the machine, not work")
+    load = os.getloadavg()
+    print(f"  conditions: {os.cpu_count()} cores, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+          f"(1/5/15 min) after the run, Python {platform.python_version()}, pandas {pd.__version__}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10_000, help="completed jobs (default 10000; issue: 100000)")
     parser.add_argument("--keys", type=int, default=20_000, help="keys for the memory report (issue: 200000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the fastest counts")
+    parser.add_argument("--dtype-backend", action="store_true",
+                        help="floor vs jobs() vs jobs(dtype_backend='pyarrow') only (issue: --jobs 1000000)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.url)))
+        return 0
     home = Path(tempfile.mkdtemp(prefix="sbqueue-bench-"))
     try:
         server = embedded.ensure_server(home=home)
@@ -172,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         fill_jobs(r, args.jobs)
         print(f"{args.jobs} completed jobs created in {time.perf_counter() - t0:.1f} s")
+        if args.dtype_backend:
+            backends(r, server.url, args.jobs, args.repeat)
+            r.close()
+            return 0
         # the target: no single Redis call over 50 ms while reading; the slowlog records any that is
         r.config_set("slowlog-log-slower-than", 50_000)
         insp = Inspector(r, prefix=PREFIX, progress=False)

@@ -12,7 +12,7 @@ import redis
 from sbqueue import embedded
 
 #: test folders that start and use their own Redis servers: CI's second run (--redis-url) skips them
-OWN_SERVER_DIRS = ("cluster", "chaos")
+OWN_SERVER_DIRS = ("cluster", "chaos", "clients", "sentinel", "reliability")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

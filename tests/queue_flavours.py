@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import sbqueue
+from sbqueue._core.finish import Finish, FinishFlag, FinishKind
 from sbqueue._core.scripts import FINISH_FIELDS
 
 FLAVOURS = ("sync", "async")
@@ -196,10 +197,13 @@ def finish_group(
     due: int = 0,
     keep_count: int = -1,
     keep_age_s: int = 0,
+    keep_limit: int = 1000,
     flags: str = "",
 ) -> list[Any]:
-    """One finish group for ``finish_and_fetch`` (fields in the order of ``FINISH_FIELDS``)."""
-    return [job_id, token, kind, value, stacktrace, due, keep_count, keep_age_s, flags]
+    """One finish group for ``finish_and_fetch``, encoded by the worker's record (``flags``: letters, e.g. "e")."""
+    finish = Finish(job_id, token, FinishKind(kind), value, stacktrace, due, (keep_count, keep_age_s, keep_limit),
+                    frozenset(FinishFlag(letter) for letter in flags))  # fmt: skip
+    return finish.argv()
 
 
 def complete(queue: Any, job_id: str, token: str, value: str = '"ok"', **kwargs: Any) -> int:

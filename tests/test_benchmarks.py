@@ -59,3 +59,25 @@ def test_readme_performance_table_is_the_published_run() -> None:
         seen += 1
     assert seen == 4
     assert published["machine"]["date"][:10] in section  # the README says when the numbers were taken
+
+
+def test_latency_benchmark_runs(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "benchmarks.bench_latency", "--quick", "-n", "15", "--out", str(tmp_path)]
+    cmd += ["--engines", "sbqueue-threads,sbqueue-asyncio,sbqueue-processes,node"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "p99 vs node" in res.stdout
+    rows = json.loads(next(tmp_path.glob("latency-*.json")).read_text())["rows"]
+    assert [r["engine"] for r in rows] == ["sbqueue-threads", "sbqueue-asyncio", "sbqueue-processes", "node"]
+    for r in rows:
+        assert r["n"] == 15 and 0 < r["p50"] <= r["p90"] <= r["p99"] <= r["max"] < 30_000
+
+
+def test_process_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "benchmarks.bench_processes", "--quick", "--cpu-n", "20", "--noop-n", "100"]
+    res = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "processes/threads" in res.stdout
+    saved = json.loads(next(tmp_path.glob("processes-*.json")).read_text())
+    assert [row["scenario"] for row in saved["rows"]] == ["cpu", "noop"]
+    assert all(row["threads_median"] > 0 and row["processes_median"] > 0 for row in saved["rows"])

@@ -1,4 +1,4 @@
-"""Spec-level tests of sbqueue.charts (``chart.to_dict()``), aggregation of big inputs, and static export."""
+"""Spec-level tests of sbqueue.workbench.charts (``chart.to_dict()``), aggregation of big inputs, and static export."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def layers(d: dict[str, Any]) -> list[dict[str, Any]]:
         node = stack.pop()
         if "mark" in node:
             out.append(node)
-        stack += node.get("layer", []) + ([node["spec"]] if "spec" in node else [])
+        stack += node.get("layer", []) + node.get("hconcat", []) + node.get("vconcat", [])
+        stack += [node["spec"]] if "spec" in node else []
     return out
 
 
@@ -109,6 +110,16 @@ def test_throughput_per_minute_with_failure_rate() -> None:
     assert {"completed", "failed", "failure_rate"} <= set(tooltips(jobs))
     rows = data_rows(d)
     assert len(rows) == 60 and rows[0]["completed"] == 9 and rows[0]["failure_rate"] == pytest.approx(0.1)
+
+
+def test_throughput_of_one_minute_reads_as_bars_not_a_lone_dot() -> None:
+    df = pd.DataFrame({"minute": [NOW.floor("min")], "completed": [44], "failed": [61], "total": [105],
+                       "failure_rate": [0.58], "partial": [False]})  # fmt: skip
+    d = spec(charts.throughput(df))
+    bars, rate = d["layer"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["xOffset"]["field"] == "kind"
+    assert bars["encoding"]["x"]["title"] == "time (UTC)" and rate["encoding"]["y"]["field"] == "failure_rate"
+    assert data_rows(d)[0]["bucket"] == NOW.floor("min").strftime("%H:%M")  # 24-hour UTC label
 
 
 def test_throughput_long_history_is_bucketed_and_stays_per_minute() -> None:
@@ -344,3 +355,23 @@ def test_charts_of_a_real_queue(r: Any, prefix: str) -> None:
     assert sum(r_["count"] for r_ in data_rows(spec(built["failures"]))) == 10
     tput = data_rows(spec(built["throughput"]))
     assert sum(r_["completed"] for r_ in tput) == 30 and sum(r_["failed"] for r_ in tput) == 10
+
+
+def test_soak_shows_memory_files_and_connections_from_zero_with_the_warmup_shaded() -> None:
+    rows = [{"jobs": j, "seconds": j / 1000, "rss_kib": 120_000 + j // 100, "fds": 11, "connections": 7}
+            for j in range(50_000, 1_000_001, 50_000)]
+    d = spec(charts.soak(pd.DataFrame(rows)))
+    assert len(d["hconcat"]) == 2
+    units = layers(d)
+    fields = {u["encoding"]["y"]["field"] for u in units if "y" in u.get("encoding", {})}
+    assert fields == {"rss_mib", "count"}
+    assert all(u["encoding"]["y"]["scale"]["zero"] for u in units if "y" in u.get("encoding", {}))
+    shades = [u for u in units if (u["mark"]["type"] if isinstance(u["mark"], dict) else u["mark"]) == "rect"]
+    assert len(shades) == 2
+    got = data_rows(d)
+    assert {"start": 0.0, "end": 200_000.0, "label": "warm-up"} in got
+    assert {r["resource"] for r in got if "resource" in r} == {"open files", "Redis connections"}
+    assert max(r["rss_mib"] for r in got if "rss_mib" in r) == pytest.approx((120_000 + 10_000) / 1024)
+    assert spec(charts.soak(pd.DataFrame(columns=["jobs", "rss_kib", "fds", "connections"])))  # empty: a placeholder
+    with pytest.raises(ValueError):
+        charts.soak(pd.DataFrame({"jobs": [1]}))

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import sbqueue
-from sbqueue import connection, embedded
+from sbqueue import clients, connection, embedded
 from sbqueue.errors import ConfigurationError, ConnectionFailedError, RedisVersionError
 
 
@@ -88,12 +88,12 @@ def test_version_check() -> None:
 
 
 def test_connection_argument_forms(redis_url: str, r: redis.Redis) -> None:
-    assert connection.coerce(r) is r
-    from_url = connection.coerce(redis_url)
-    assert from_url.ping()
+    assert clients.sync_client(r) == (r, False)  # decodes already: used as it is, never closed by sbqueue
+    from_url, owned = clients.sync_client(redis_url)
+    assert owned and from_url.ping()
     from_url.close()
-    with pytest.raises(ConfigurationError, match=r"connection must be None, a Redis URL or a redis\.Redis client"):
-        connection.coerce(42)
+    with pytest.raises(ConfigurationError, match=r"connection must be None, a Redis URL, a redis\.Redis or "):
+        clients.sync_client(42)
 
 
 # --- embedded server -----------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 import sbqueue
-from sbqueue.events import QueueEvents, decode_event
-from sbqueue.worker import Worker
+from sbqueue.engine.events import QueueEvents, decode_event
+from sbqueue.engine.worker import Worker
 from tests.processors import stream_events, strip_ms, wait_for
 
 Q = "evq"

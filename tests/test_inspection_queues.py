@@ -15,11 +15,11 @@ import pytest
 import redis
 
 import sbqueue
+from sbqueue.engine.worker import Worker
 from sbqueue.inspection import SCHEMAS, VERDICTS, Inspector, QueueInspector, bind, empty_frame, export
 from sbqueue.inspection.failures import normalise_reason, top_frame
 from sbqueue.inspection.queues import parse_client_name
 from sbqueue.inspection.schemas import check_frame
-from sbqueue.worker import Worker
 
 QUEUE_METHODS = ("jobs", "failures", "stalled", "events", "metrics", "workers", "schedulers", "consistency")
 
@@ -289,11 +289,26 @@ def test_events_and_timeline(r: redis.Redis, prefix: str, insp: Inspector, worke
     assert tl.event.tolist()[0] == "created" and tl.event.tolist()[-1] == "completed"
     assert tl.source.tolist()[-1] == "state"
     assert {"added", "active", "completed", "processed", "finished"} <= set(tl.event)
-    assert tl.ts.is_monotonic_increasing and (tl.since_created_s.dropna() >= 0).all()
+    # The producer's clock (timestamp) and Redis's (stream ids) may differ by a ms or so on one host.
+    assert tl.ts.iloc[1:-1].is_monotonic_increasing and (tl.since_created_s.dropna() >= -0.05).all()
     failed = insp.timeline(worked, "1")  # job 1 has i=0: a timeout
     assert "failed" in set(failed[failed.source == "hash"].event)
     assert "timeout" in failed[failed.event == "failed"].detail.iloc[0]
     assert insp.timeline(worked, "nope").event.tolist() == ["hash missing", "unknown"]
+
+
+def test_timeline_keeps_creation_first_when_the_producer_clock_is_ahead(
+    r: redis.Redis, prefix: str, insp: Inspector
+) -> None:
+    q = sbqueue.Queue("skew", r, prefix=prefix)
+    job = q.add("x", {})
+    r.hset(f"{prefix}:skew:{job.id}", "timestamp", str(job.timestamp + 2_000))  # a producer 2 s ahead of Redis
+    tl = insp.timeline("skew", job.id)
+    assert tl.event.tolist()[0] == "created" and tl.source.tolist()[-1] == "state"
+    assert "producer clock ~" in tl.detail.iloc[0] and "ms ahead" in tl.detail.iloc[0]
+    assert (tl[tl.event == "added"].since_created_s < -1.5).all()
+    plain = insp.timeline("skew", q.add("y", {}).id)
+    assert "ahead" not in plain.detail.iloc[0]
 
 
 def test_metrics(r: redis.Redis, prefix: str, insp: Inspector, worked: str) -> None:
@@ -441,8 +456,8 @@ def test_jobs_reads_ahead_in_order_and_leaves_no_thread(r: redis.Redis, prefix: 
     assert r.ping()  # the client is free again
 
 
-def test_prefetched_raises_the_readers_error_and_stops_when_closed() -> None:
-    from sbqueue.inspection.jobs import _prefetched
+def test_read_ahead_raises_the_readers_error_and_stops_when_closed() -> None:
+    from sbqueue.inspection.read_ahead import read_ahead
 
     def failing() -> Iterator[int]:
         yield 1
@@ -450,7 +465,7 @@ def test_prefetched_raises_the_readers_error_and_stops_when_closed() -> None:
 
     got: list[int] = []
     with pytest.raises(redis.ConnectionError, match="mid-scan"):
-        for item in _prefetched(failing()):
+        for item in read_ahead(failing()):
             got.append(item)
     assert got == [1] and _reader_threads() == []
 
@@ -463,7 +478,7 @@ def test_prefetched_raises_the_readers_error_and_stops_when_closed() -> None:
             yield i
             i += 1
 
-    reader = _prefetched(endless(), depth=2)
+    reader = read_ahead(endless(), depth=2)
     assert [next(reader) for _ in range(3)] == [0, 1, 2]
     reader.close()
     assert _reader_threads() == []

@@ -128,9 +128,12 @@ def test_server_side_classification_matches_python(r: redis.Redis, prefix: str, 
     """The memory script's Lua classifier and :func:`classify` agree, key shape by key shape."""
     shapes = ["wait", "metrics:failed:data", "42", "42:logs", "repeat:s1", "repeat:s1:1795", "repeat:s1:1795:lock",
               "de:x", "dn:y", "p:dependencies", "p:unsuccessful", "stalled-check", "weird:id:here", "", "repeat:",
-              "7:", "a:b:lock", ":lock", "12:logs", "repeat:s1:lock"]  # fmt: skip
+              "7:", "a:b:lock", ":lock", "12:logs", "repeat:s1:lock", "p:processed", "p:failed"]  # fmt: skip
     for i, shape in enumerate(shapes):
         r.set(f"{prefix}:q{i}:{shape}", "v")
+    for suffix in ("nodes", "subs", "n1:inbox", "n1:node", "mid", "t:ret", "unknown-word"):  # BullMQ 6.7 relay keys
+        r.set(f"{prefix}::relay:{{ns}}:{suffix}", "v")
+    r.set(f"{prefix}::relay:namespaces", "v")
     r.set(f"{prefix}:noqueue", "v")
     r.set(f"{prefix}::empty-queue", "v")
     lua = insp.memory_by_queue()
@@ -151,7 +154,15 @@ def test_classify_roles() -> None:
         "bull:q:repeat:s1": ("q", "scheduler", None), "bull:q:repeat:s1:1795": ("q", "job hash", "repeat:s1:1795"),
         "bull:q:repeat:s1:1795:lock": ("q", "job lock", "repeat:s1:1795"), "bull:q:de:x": ("q", "dedup key", None),
         "bull:q:p:dependencies": ("q", "job dependencies", "p"), "other:q:wait": (None, "other", None),
-        "bull:q": (None, "other", None),
+        "bull:q": (None, "other", None), "bull:q:dn:x": ("q", "dedup next", None),
+        "bull:q:p:processed": ("q", "child results", "p"), "bull:q:p:failed": ("q", "ignored child failures", "p"),
+        "bull:q:p:unsuccessful": ("q", "failed children", "p"), "bull:q:failed": ("q", "failed set", None),
+        # BullMQ 6.7's relay keys: <prefix>::relay:{<namespace>}:...
+        "bull::relay:{ns}:nodes": (None, "relay nodes", None),
+        "bull::relay:{ns}:subs": (None, "relay subscriptions", None),
+        "bull::relay:{ns}:n1:inbox": (None, "relay inbox", None),
+        "bull::relay:{ns}:n1:node": (None, "relay node", None),
+        "bull::relay:namespaces": (None, "relay namespaces", None), "bull::relay:{ns}:mid": (None, "relay", None),
     }  # fmt: skip
     for key, expected in cases.items():
         assert classify(key, "bull") == expected, key

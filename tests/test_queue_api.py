@@ -22,6 +22,7 @@ from tests.queue_flavours import (
     add_and_finish,
     complete,
     fetch,
+    finish_group,
     now_ms,
     queue_factory_fixture,  # noqa: F401  (fixture `queue_factory`: sync and async flavours)
     run_finish,
@@ -407,7 +408,7 @@ def test_get_metrics_on_an_empty_queue(q: Any) -> None:
 def test_get_metrics_after_finishes(q: Any, r: redis.Redis, k: Any) -> None:
     q.add("m")
     ((job_id, token),) = fetch(q)
-    run_finish(q, [[job_id, token, "completed", '"ok"', "", 0, -1, 0, ""]], metrics_points=10)
+    run_finish(q, [finish_group(job_id, token)], metrics_points=10)
     got = q.get_metrics("completed")
     assert got["meta"]["count"] == 1 and got["data"] == [] and got["count"] == 0
 
@@ -1038,3 +1039,18 @@ def test_scheduler_reader_tolerates_garbage(q: Any, r: redis.Redis, k: Any) -> N
     (row,) = q.get_job_schedulers()
     assert (row["id"], row["every"], row["next"], row["iteration_count"]) == ("bad", "soon", 5, 0)
     assert row["template"] == {"data": "{", "opts": {}}
+
+
+def test_scheduler_end_date_is_checked_against_now_and_keeps_the_scheduler(q: Any, r: redis.Redis, k: Any) -> None:
+    """As Node 6.7.6's JobScheduler (``if (endDate && now > endDate) return``): while ``now`` is not past
+    ``end_date`` the next run is made even if it falls after it; once past, no run is made and the scheduler
+    stays listed (hash and zset entry unchanged). Observed in job-scheduler.js of the 6.7.6 package."""
+    start = now_ms()
+    first = q.upsert_job_scheduler("e", every=1000, name="e", end_date=start + 1500)
+    ((job_id, _token),) = fetch(q)
+    millis = int(first.id.rsplit(":", 1)[1])
+    assert q._schedule_next(q.get_job(job_id), start + 1400) == f"repeat:e:{millis + 2000}"  # due after end_date
+    ((next_id, _token2),) = fetch(q, now=millis + 2000)
+    assert q._schedule_next(q.get_job(next_id), start + 1600) is None
+    assert r.zscore(k("repeat"), "e") == millis + 2000 and r.exists(k("repeat:e")) == 1
+    assert [s["key"] for s in q.get_job_schedulers()] == ["e"]

@@ -16,18 +16,33 @@ import redis
 
 import sbqueue
 from sbqueue import embedded, reports, scenarios
+from sbqueue._core import audit as audit_record
 from tests.conftest import snapshot
+from tests.processors import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.notebook
 
 PARAMETERS = {
-    "stuck-jobs": ["redis_url", "prefix", "queue", "dry_run"],
-    "stalled-jobs": ["redis_url", "prefix", "queue", "dry_run", "mode", "force"],
-    "failed-jobs": ["redis_url", "prefix", "queue", "dry_run", "signature", "name", "since", "action"],
+    "stuck-jobs": ["redis_url", "prefix", "queue", "dry_run", "watch_s"],
+    "stalled-jobs": ["redis_url", "prefix", "queue", "dry_run", "mode", "force", "watch_s"],
+    "failed-jobs": [
+        "redis_url",
+        "prefix",
+        "queue",
+        "dry_run",
+        "signature",
+        "name",
+        "since",
+        "action",
+        "retry_permanent",
+        "watch_s",
+        "dead_letter_queue",
+        "replay_name",
+    ],
     "redis-memory": ["redis_url", "prefix", "queue", "dry_run", "max_age_hours", "top"],
     "redis-health": ["redis_url", "prefix", "queue", "dry_run", "window_s"],
-    "queue-report": ["redis_url", "prefix", "queue", "window_min"],
+    "queue-report": ["redis_url", "prefix", "queue", "window_min", "history", "history_hours"],
 }
 
 
@@ -42,9 +57,19 @@ def run(tmp_path: Path, runbook: str, **params: Any) -> str:
     return reports.verdict_of(out)
 
 
+def assert_dry_run(r: redis.Redis, prefix: str, before: dict[str, Any]) -> None:
+    """Nothing of the queues changed; the only write is the audit trail's record of the dry run (mode dry-run)."""
+    trail_key = audit_record.key(prefix)
+    after = snapshot(r, prefix)
+    recorded = len(before.get(trail_key, ("stream", []))[1] or [])  # the trail only grows during a test
+    assert {k: v for k, v in after.items() if k != trail_key} == {k: v for k, v in before.items() if k != trail_key}
+    added = [fields for _entry_id, fields in r.xrange(trail_key)][recorded:]
+    assert all(fields["mode"] == "dry-run" for fields in added), added
+
+
 def test_parameters_are_pinned() -> None:
     for runbook, names in PARAMETERS.items():
-        found = papermill.inspect_notebook(str(ROOT / "runbooks" / f"{runbook}.ipynb"))
+        found = papermill.inspect_notebook(str(ROOT / "sbqueue" / "workbench" / "runbooks" / f"{runbook}.ipynb"))
         assert list(found) == names, runbook
         assert found["redis_url"]["default"] == "None"
         if "dry_run" in found:
@@ -56,7 +81,7 @@ def test_notebooks_are_built_and_stripped() -> None:
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "build_notebooks.py"), "--check"],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stdout
-    for path in [*ROOT.glob("runbooks/*.ipynb"), *ROOT.glob("notebooks/*.ipynb")]:
+    for path in [*ROOT.glob("sbqueue/workbench/runbooks/*.ipynb"), *ROOT.glob("notebooks/*.ipynb")]:
         nb = json.loads(path.read_text())
         assert not any(c.get("outputs") for c in nb["cells"]), f"{path.name} is committed with outputs"
         code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
@@ -68,10 +93,31 @@ def test_stuck_paused_found_and_fixed(tmp_path: Path, r: redis.Redis, prefix: st
     before = snapshot(r, prefix)
     verdict = run(tmp_path, "stuck-jobs", prefix=prefix, queue="paused-q")
     assert "paused-q': paused" in verdict and "dry run" in verdict
-    assert snapshot(r, prefix) == before  # a dry run changes nothing
+    assert_dry_run(r, prefix, before)  # a dry run changes nothing (it only records itself in the audit trail)
+    assert [e["action"] for _i, e in r.xrange(audit_record.key(prefix))] == ["resume"]  # what it would have done
     verdict = run(tmp_path, "stuck-jobs", prefix=prefix, queue="paused-q", dry_run=False)
-    assert "done: resumed paused-q" in verdict and "verified: fixed" in verdict
+    # resumed, but no worker is connected: not fixed, a human must start one
+    assert verdict.startswith("ACTION NEEDED: start a worker") and "done: resumed paused-q" in verdict
+    assert "verified: NOT fixed" in verdict
     assert not sbqueue.Queue("paused-q", r, prefix=prefix).is_paused()
+
+
+def test_missing_queue_is_not_found(tmp_path: Path, r: redis.Redis, prefix: str) -> None:
+    scenarios.paused(r, prefix, "there", jobs=1)
+    for name in ["stuck-jobs", "stalled-jobs", "failed-jobs", "redis-memory"]:
+        verdict = run(tmp_path, name, prefix=prefix, queue="no-such-queue")
+        assert verdict.startswith("NOT FOUND: queue 'no-such-queue' does not exist"), verdict
+        assert "there" in verdict.splitlines()[0]
+    verdict = run(tmp_path, "stuck-jobs", prefix=prefix + "x")  # no queue given, wrong prefix
+    assert verdict.startswith(f"NOT FOUND: no queue exists under prefix '{prefix}x'") and prefix in verdict
+
+
+def test_no_queue_runs_over_every_queue(tmp_path: Path, r: redis.Redis, prefix: str) -> None:
+    scenarios.paused(r, prefix, "one", jobs=2)
+    scenarios.delayed_pileup(r, prefix, "two", jobs=2)
+    verdict = run(tmp_path, "stuck-jobs", prefix=prefix)
+    assert verdict.startswith("ACTION NEEDED: one: ")
+    assert "queue 'one': paused" in verdict and "queue 'two': delayed not due" in verdict
 
 
 @pytest.mark.parametrize(
@@ -83,7 +129,7 @@ def test_stuck_names_the_cause(tmp_path: Path, r: redis.Redis, prefix: str, scen
     before = snapshot(r, prefix)
     verdict = run(tmp_path, "stuck-jobs", prefix=prefix, queue="q")
     assert f"queue 'q': {cause}" in verdict
-    assert snapshot(r, prefix) == before
+    assert_dry_run(r, prefix, before)
 
 
 def test_stalled_found_and_requeued(tmp_path: Path, r: redis.Redis, prefix: str) -> None:
@@ -92,9 +138,9 @@ def test_stalled_found_and_requeued(tmp_path: Path, r: redis.Redis, prefix: str)
     before = snapshot(r, prefix)
     verdict = run(tmp_path, "stalled-jobs", prefix=prefix, queue="st")
     assert "stalled jobs" in verdict and "2 active jobs have lost their worker" in verdict
-    assert snapshot(r, prefix) == before
-    verdict = run(tmp_path, "stalled-jobs", prefix=prefix, queue="st", dry_run=False)
-    assert "verified: fixed" in verdict
+    assert_dry_run(r, prefix, before)
+    verdict = run(tmp_path, "stalled-jobs", prefix=prefix, queue="st", dry_run=False, watch_s=1.0)
+    assert verdict.startswith("ACTION NEEDED: start a worker"), verdict  # requeued, but nobody fetches them
     q = sbqueue.Queue("st", r, prefix=prefix)
     assert q.get_job_ids("active") == []
     assert sorted(q.get_job_ids("waiting")) == sorted(planted.job_ids)
@@ -108,9 +154,14 @@ def test_failed_signature_retried(tmp_path: Path, r: redis.Redis, prefix: str) -
     before = snapshot(r, prefix)
     verdict = run(tmp_path, "failed-jobs", prefix=prefix, queue="f", signature="invalid email")
     assert "failure signatures" in verdict and "invalid email" in verdict
-    assert snapshot(r, prefix) == before
+    assert verdict.startswith("ACTION NEEDED: fix the cause: permanent failure")
+    assert_dry_run(r, prefix, before)
     verdict = run(tmp_path, "failed-jobs", prefix=prefix, queue="f", signature="invalid email", dry_run=False)
-    assert "verified: fixed" in verdict
+    assert verdict.startswith("ACTION NEEDED: fix the cause") and "done:" not in verdict
+    assert_dry_run(r, prefix, before)  # a permanent failure is not retried by default
+    verdict = run(tmp_path, "failed-jobs", prefix=prefix, queue="f", signature="invalid email", dry_run=False,
+                  retry_permanent=True, watch_s=1.0)  # fmt: skip
+    assert verdict.startswith("ACTION NEEDED: start a worker"), verdict  # retried, waiting to fail again
     failed = set(q.get_job_ids("failed"))
     assert chosen and not failed & set(chosen)
     assert all(q.get_job_state(i) == "waiting" for i in chosen)
@@ -122,9 +173,10 @@ def test_memory_cleaned(tmp_path: Path, r: redis.Redis, prefix: str) -> None:
     before = snapshot(r, prefix)
     verdict = run(tmp_path, "redis-memory", prefix=prefix, queue="bloat", max_age_hours=0.0)
     assert "old finished jobs kept" in verdict
-    assert snapshot(r, prefix) == before
+    assert_dry_run(r, prefix, before)
     verdict = run(tmp_path, "redis-memory", prefix=prefix, queue="bloat", max_age_hours=0.0, dry_run=False)
     assert "cleaned 20 completed jobs of bloat" in verdict and "verified: fixed" in verdict
+    assert verdict.startswith("FIXED: cleaned 20 completed jobs of bloat")
     assert sbqueue.Queue("bloat", r, prefix=prefix).get_job_counts("completed") == {"completed": 0}
 
 
@@ -162,3 +214,25 @@ def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
         reports.run("stuck-jobs", {"queeue": "x"}, output=tmp_path / "x.ipynb")
     with pytest.raises(sbqueue.InvalidOptionError, match="unknown runbook"):
         reports.find_runbook("no-such-runbook")
+
+
+def test_failed_jobs_replays_dead_letters(tmp_path: Path, r: redis.Redis, prefix: str) -> None:
+    q = sbqueue.Queue("src", r, prefix=prefix)
+    ids = [q.add("charge", {"n": i}, remove_on_fail=True).id for i in range(3)]
+    worker = sbqueue.Worker("src", lambda job: 1 / 0, r, prefix, dead_letter_queue="src-dlq").start()
+    try:
+        wait_for(lambda: r.llen(f"{prefix}:src-dlq:wait") == 3, what="3 letters")
+    finally:
+        worker.close(timeout=2)
+    before = snapshot(r, prefix)
+    verdict = run(tmp_path, "failed-jobs", prefix=prefix, queue="src", dead_letter_queue="src-dlq")
+    assert verdict.startswith("ACTION NEEDED: src-dlq: apply the plan (replay dead letters)"), verdict
+    assert_dry_run(r, prefix, before)
+    verdict = run(tmp_path, "failed-jobs", prefix=prefix, queue="src", dead_letter_queue="src-dlq", dry_run=False)
+    assert verdict.startswith("FIXED"), verdict
+    assert "replayed 3 of 3 letters" in verdict
+    assert r.llen(f"{prefix}:src-dlq:wait") == 0 and r.llen(f"{prefix}:src:wait") == 3
+    assert sorted(
+        json.loads(r.hget(f"{prefix}:src:{i}", "data"))["n"] for i in r.lrange(f"{prefix}:src:wait", 0, -1)
+    ) == [0, 1, 2]
+    assert ids

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import sbqueue
-from sbqueue._core.options import PRIORITY_MAX, RESERVED_JOB_IDS
+from sbqueue._core.prepare import CAMEL_ALIASES, OPTION_NAMES, PRIORITY_MAX, RESERVED_JOB_IDS
 from sbqueue._core.states import STATE_KEYS
 from tests.conftest import snapshot
 from tests.queue_flavours import QueueFactory, queue_factory_fixture  # noqa: F401  (fixture `queue_factory`)
@@ -259,7 +259,7 @@ def test_invalid_queue_name(queue_factory: QueueFactory, r: redis.Redis, prefix:
 @PROPERTY
 @given(
     key=st.text(min_size=1, max_size=15).filter(
-        lambda key: key not in sbqueue._core.options.OPTION_NAMES and key not in sbqueue._core.options.CAMEL_ALIASES
+        lambda key: key not in OPTION_NAMES and key not in CAMEL_ALIASES
     ),
     bad_position=st.integers(0, 3),
 )
@@ -308,7 +308,9 @@ def test_invalid_clean_and_batch_arguments(q: Any, r: redis.Redis, prefix: str, 
 @given(
     dedup=st.just({}) | st.just({"id": ""}) | st.fixed_dictionaries({"id": st.integers()})
     | st.fixed_dictionaries({"id": st.just("d"), "ttl": bad_floats | st.just(0) | not_a_number})
-    | st.fixed_dictionaries({"id": st.just("d"), "extend": st.booleans()}) | st.text(max_size=3),
+    | st.fixed_dictionaries({"id": st.just("d"), "extend": st.just(True)})  # extend needs a ttl
+    | st.fixed_dictionaries({"id": st.just("d"), "replace": st.integers() | st.text(max_size=2)})
+    | st.fixed_dictionaries({"id": st.just("d"), "bogus": st.booleans()}) | st.text(max_size=3),
     keep=st.integers(max_value=-1) | st.floats() | st.text(max_size=3)
     | st.fixed_dictionaries({"age": st.integers(max_value=-1)}) | st.just({"bogus": 1}) | st.just({}),
 )  # fmt: skip

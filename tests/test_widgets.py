@@ -14,7 +14,7 @@ import pytest
 import redis
 
 import sbqueue
-from sbqueue.widgets import CleanPanel, FailureTriage, JobBrowser, QueueDashboard, _data, find_buttons
+from sbqueue.workbench.widgets import CleanPanel, FailureTriage, JobBrowser, QueueDashboard, _data, find_buttons
 from tests.conftest import snapshot
 
 QUEUE = "wq"

@@ -15,7 +15,9 @@ import redis
 
 import sbqueue
 from sbqueue import DelayedError, LockMismatchError, RateLimitError, UnrecoverableError
-from sbqueue.worker import Worker
+from sbqueue.engine.worker import Worker
+from sbqueue.engine.worker.fetch_loop import FetchLoop
+from sbqueue.engine.worker.round_trip import RoundTrip, TripResult
 from tests.processors import stream_events, wait_for
 
 Q = "wq"
@@ -289,10 +291,12 @@ def test_retries_with_backoff(q: sbqueue.Queue, make_worker: Callable[..., Worke
     for ev, (_, end), backoff_ms in zip(delayed, calls, expected, strict=False):
         assert abs(int(ev["delay"]) - ev["_ms"] - backoff_ms) <= 50
         assert abs(int(ev["delay"]) - end - backoff_ms) <= 50
-    # ... and the retries ran at those times (never early; late only by scheduling, looser on a busy box)
+    # ... and the retries ran at those times: never early; late only by the wake-up (a server's BZPOPMIN timeout
+    # fires on its event loop tick, up to 100 ms at hz 10, plus a shared VM's scheduling: 359 ms seen once in CI).
+    # A worker that missed the due time would wait out its whole block timeout (seconds), far beyond this bound.
     for i, backoff_ms in enumerate(expected):
         gap = calls[i + 1][0] - calls[i][1]
-        assert backoff_ms - 2 <= gap <= backoff_ms + 150, (i, gap)
+        assert backoff_ms - 2 <= gap <= backoff_ms + 500, (i, gap)
     names = [e["event"] for e in stream_events(r, prefix, Q, job.id)]
     assert names == ["added", "waiting", "active", "delayed", "waiting", "active", "delayed", "waiting",
                      "active", "failed", "retries-exhausted"]  # fmt: skip
@@ -323,7 +327,7 @@ def test_retry_without_backoff_goes_back_to_wait(q: sbqueue.Queue, make_worker: 
     assert h["atm"] == "2" and h["ats"] == "2" and h["returnvalue"] == '"second works"'
     assert h["failedReason"] == "first fails"  # kept from the failed attempt, as BullMQ does
     waiting = [e for e in stream_events(r, prefix, Q, job.id) if e["event"] == "waiting"]
-    assert waiting[-1].get("prev") == "failed"
+    assert waiting[-1].get("prev") == "active"  # as BullMQ 6.7.6 retryJob
 
 
 def test_unrecoverable_error_fails_at_once(q: sbqueue.Queue, make_worker: Callable[..., Worker], r: redis.Redis,
@@ -584,7 +588,8 @@ def test_timeout_async_cancelled_and_retried(q: sbqueue.Queue, make_worker: Call
     t0 = time.monotonic()
     w.start()
     finished(r, prefix, 1)
-    assert time.monotonic() - t0 < 2
+    # both attempts cancelled at their 150 ms timeout: well under one uncancelled 5 s sleep, even on a loaded box
+    assert time.monotonic() - t0 < 4.5
     h = jhash(r, prefix, job.id)
     assert cancelled == [1, 2]
     assert h["atm"] == "2" and h["ats"] == "2"
@@ -606,9 +611,10 @@ def test_timeout_sync_abandoned_and_slot_freed(q: sbqueue.Queue, make_worker: Ca
     quick = q.add("quick")
     t0 = time.monotonic()
     make_worker(proc, concurrency=1)
-    finished(r, prefix, 2, timeout=4)
-    # the abandoned thread must not hold the only slot: the next job ran right after the timeout
-    assert time.monotonic() - t0 < 2
+    finished(r, prefix, 2, timeout=8)
+    # the abandoned thread must not hold the only slot: the next job ran right after the timeout (it would
+    # otherwise wait for the 10 s release)
+    assert time.monotonic() - t0 < 5
     assert "timed out after 200 ms" in jhash(r, prefix, stuck.id)["failedReason"]
     assert jhash(r, prefix, quick.id)["returnvalue"] == '"quick"'
 
@@ -948,7 +954,7 @@ def test_close_timeout_releases_job(q: sbqueue.Queue, make_worker: Callable[...,
     wait_for(lambda: r.exists(f"{prefix}:{Q}:{job.id}:lock"), what="lock")
     t0 = time.monotonic()
     w.close(timeout=0.3)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 5  # the 0.3 s close timeout, not the job's 10 s wait (room for a loaded box)
     assert r.lrange(f"{prefix}:{Q}:wait", 0, -1) == [job.id]
     assert r.llen(f"{prefix}:{Q}:active") == 0
     assert not r.exists(f"{prefix}:{Q}:{job.id}:lock")
@@ -982,17 +988,23 @@ def test_named_worker_connection(q: sbqueue.Queue, make_worker: Callable[..., Wo
 # --- idle behaviour and delayed promotion ---------------------------------------------------------------------------
 
 
-class CountingWorker(Worker):
-    round_trips = 0
-    marker_waits = 0
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the workers' finish_and_fetch calls and marker waits while the test runs."""
+    counts = {"round_trips": 0, "marker_waits": 0}
+    trip, wait = RoundTrip.__call__, FetchLoop._wait_marker
 
-    async def _round_trip(self, *args: Any) -> tuple[int, int, int]:
-        type(self).round_trips += 1
-        return await super()._round_trip(*args)
+    async def counting_trip(self: RoundTrip, *args: Any) -> TripResult:
+        counts["round_trips"] += 1
+        return await trip(self, *args)
 
-    async def _wait_marker(self, timeout: float) -> None:
-        type(self).marker_waits += 1
-        await super()._wait_marker(timeout)
+    async def counting_wait(self: FetchLoop, timeout: float) -> None:
+        counts["marker_waits"] += 1
+        await wait(self, timeout)
+
+    monkeypatch.setattr(RoundTrip, "__call__", counting_trip)
+    monkeypatch.setattr(FetchLoop, "_wait_marker", counting_wait)
+    return counts
 
 
 def _script_calls(r: redis.Redis) -> int:
@@ -1002,15 +1014,16 @@ def _script_calls(r: redis.Redis) -> int:
 
 
 def test_idle_worker_blocks(q: sbqueue.Queue, make_worker: Callable[..., Worker], r: redis.Redis,
-                            request: pytest.FixtureRequest) -> None:  # fmt: skip
+                            request: pytest.FixtureRequest, counted: dict[str, int]) -> None:  # fmt: skip
     q.add("warm-up")
-    make_worker(lambda job: None, cls=CountingWorker, stalled_interval=30_000)
+    make_worker(lambda job: None, stalled_interval=30_000)
     wait_for(lambda: q.get_job_counts()["completed"] == 1, what="warm-up")
     time.sleep(0.2)
-    CountingWorker.round_trips = CountingWorker.marker_waits = 0
+    assert counted["round_trips"] >= 1 and counted["marker_waits"] >= 1  # the counters see this worker
+    counted["round_trips"] = counted["marker_waits"] = 0
     before = _script_calls(r)
     time.sleep(1.0)
-    assert CountingWorker.round_trips <= 2 and CountingWorker.marker_waits <= 2
+    assert counted["round_trips"] <= 2 and counted["marker_waits"] <= 2
     if request.config.getoption("--redis-url") is None:  # the embedded server is ours alone
         assert _script_calls(r) - before < 20
 

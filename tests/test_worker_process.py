@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import sbqueue
-from sbqueue.worker import Worker
+from sbqueue.engine.worker import Worker
 from tests.processors import stream_events, strip_ms, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,3 +214,39 @@ def test_cli_bad_processor_path(cli: Callable[..., Any], processor: str, message
     proc = cli(processor)
     assert proc.wait(20) == 2
     assert message in output(proc)
+
+
+# --- --processes: the children die with the worker ---------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_processes_cli_kill_9_takes_the_children_along(q: sbqueue.Queue, cli: Callable[..., Any], r: redis.Redis,
+                                                        prefix: str) -> None:  # fmt: skip
+    done = q.add("quick", {"seconds": 0})
+    victim = cli("tests.process_processors:sleep_job", "--processes", "2", "--concurrency", "2", "--lock-duration",
+                 "1000", "--stalled-interval", "500")  # fmt: skip
+    wait_for(lambda: r.zscore(f"{prefix}:{Q}:completed", done.id), timeout=30, interval=0.02, what="a job done")
+    assert json.loads(jhash(r, prefix, done.id)["returnvalue"])["pid"] != victim.pid  # it ran in a child
+    job = q.add("precious", {"seconds": 3600})
+    wait_active_in(r, prefix, job.id, victim)
+    child = int(q.get_job_logs(job.id)["logs"][0].split()[1])
+    assert _alive(child)
+    victim.kill()  # SIGKILL: no cleanup at all; the kernel kills the children (PR_SET_PDEATHSIG)
+    victim.wait(10)
+    wait_for(lambda: not _alive(child), timeout=10, what="the child process to die with its worker")
+    assert "2 processes" in output(victim)
+
+    rescuer = Worker(Q, lambda job: "rescued", r, prefix, concurrency=1, lock_duration=1000, stalled_interval=500)
+    rescuer.start()
+    try:
+        wait_for(lambda: r.zscore(f"{prefix}:{Q}:completed", job.id), timeout=10, what="the job back and done")
+    finally:
+        rescuer.close(timeout=2)
+    assert jhash(r, prefix, job.id)["stc"] == "1"

@@ -7,7 +7,7 @@ import dataclasses
 import re
 from urllib.parse import quote
 
-from ..errors import ClusterKeyError, InvalidOptionError, InvalidQueueNameError
+from sbqueue.errors import ClusterKeyError, InvalidOptionError, InvalidQueueNameError
 
 #: The queue keys every script receives, in this order (the Lua prelude is generated from it).
 QUEUE_KEYS: tuple[str, ...] = (

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ..errors import InvalidOptionError
-from .options import to_ms
+from sbqueue._core.options import to_ms
+from sbqueue.errors import InvalidOptionError
 
 
 def validate_pattern(pattern: Any, tz: Any = None) -> str:

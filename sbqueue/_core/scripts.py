@@ -1,6 +1,6 @@
 """The Lua scripts: where they live, what arguments they take, and how their source is assembled.
 
-Each ``sbqueue/lua/<name>.lua`` is one atomic state change with a header documenting KEYS/ARGV,
+Each ``sbqueue/engine/lua/<name>.lua`` is one atomic state change with a header documenting KEYS/ARGV,
 return values and events. This module is the only place that knows each script's ARGV order
 (:data:`SPECS`); a test checks every header against it. Every script receives the same KEYS — the
 queue key set of :data:`sbqueue._core.keys.QUEUE_KEYS` — through a generated Lua prelude, so key
@@ -14,7 +14,7 @@ import functools
 import re
 from importlib import resources
 
-from .keys import QUEUE_KEYS
+from sbqueue._core.keys import QUEUE_KEYS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +33,7 @@ SPECS: dict[str, ScriptSpec] = {
     s.name: s
     for s in (
         _spec("add_job", "job_id", "name", "data", "opts", "timestamp", "delay", "priority", "lifo",
-              "dedup_id", "dedup_ttl", "scheduler"),
+              "dedup_id", "dedup_ttl", "scheduler", "dedup_mode"),
         _spec("add_jobs", "n_jobs"),
         _spec("pause", "action"),
         _spec("finish_and_fetch", "now", "worker_id", "worker_name", "lock_ms", "fetch", "limit_max",
@@ -53,17 +53,29 @@ SPECS: dict[str, ScriptSpec] = {
         _spec("schedule_next", "scheduler_id", "producer_id", "next_ms", "now", "job_opts", "priority"),
         _spec("remove_scheduler", "scheduler_id"),
         _spec("recover_stalled", "now", "mode", "force", "reason", "n_ids"),
+        _spec("add_flow", "now", "n_nodes"),
+        _spec("move_to_waiting_children", "job_id", "token", "child_key", "now"),
+        _spec("remove_child_dependency", "job_id"),
+        _spec("remove_unprocessed_children", "job_id"),
+        _spec("release_parent", "job_id", "now"),
+        _spec("backup_read", "mode", "max_items", "n_items"),
+        _spec("replay_dead_letters", "letters_queue", "now", "n_letters"),
+        _spec("settle_dead_letters", "mode", "token", "now", "lease_ms", "n_ids"),
     )
 }  # fmt: skip
 
 #: Fixed-width groups that follow ``n_finish`` in finish_and_fetch.
-FINISH_FIELDS = ("id", "token", "kind", "value", "stacktrace", "due", "keep_count", "keep_age_s", "flags")
+FINISH_FIELDS = ("id", "token", "kind", "value", "stacktrace", "due", "keep_count", "keep_age_s", "keep_limit",
+                 "flags")
+#: Fixed-width groups that follow ``n_nodes`` in add_flow.
+FLOW_FIELDS = ("base", "job_id", "name", "data", "opts", "timestamp", "delay", "priority", "lifo", "dedup_id",
+               "dedup_ttl", "parent_key", "parent", "has_children")  # fmt: skip
 
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.M)
 
 
 def _read(rel: str) -> str:
-    return resources.files("sbqueue").joinpath("lua", rel).read_text(encoding="utf-8")
+    return resources.files("sbqueue").joinpath("engine", "lua", rel).read_text(encoding="utf-8")
 
 
 def prelude() -> str:
@@ -93,6 +105,6 @@ def header_argv(name: str) -> list[str]:
 
 
 def script_names() -> list[str]:
-    """Every script file shipped in ``sbqueue/lua`` (excluding includes)."""
-    root = resources.files("sbqueue").joinpath("lua")
+    """Every script file shipped in ``sbqueue/engine/lua`` (excluding includes)."""
+    root = resources.files("sbqueue").joinpath("engine", "lua")
     return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".lua"))

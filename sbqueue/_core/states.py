@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from ..errors import InvalidStateError
+from sbqueue.errors import InvalidStateError
 
 
 class JobState(str, enum.Enum):

@@ -12,11 +12,14 @@ Quick start::
 Nothing here writes to Redis (a test runs every method as an ACL user built from :data:`INSPECTOR_ACL`).
 Every frame's columns and dtypes are declared once in :data:`SCHEMAS` (see :func:`empty_frame`).
 Works on standalone Redis (or one primary/replica); Redis Cluster is not supported yet.
+
+May import: sbqueue._core, sbqueue.errors, sbqueue.connection; never the engine or anything above (the engine,
+the workbench, ops and the command line build on this layer, so it must not depend on them).
 """
 
-from .inspector import INSPECTOR_ACL, Inspector, QueueInspector, bind, export
-from .schemas import SCHEMAS, columns, empty_frame
-from .stalled import VERDICTS
+from sbqueue.inspection.inspector import INSPECTOR_ACL, Inspector, QueueInspector, bind, export
+from sbqueue.inspection.schemas import SCHEMAS, columns, empty_frame
+from sbqueue.inspection.stalled import VERDICTS
 
 __all__ = [
     "INSPECTOR_ACL",

@@ -1,4 +1,4 @@
-"""What every inspection function shares: the client, batching, SCAN, time parsing, progress bars.
+"""What every inspection function shares: the client, batching, SCAN, time and count options, progress bars.
 
 Nothing here writes to Redis. Batched job reads use one read-only Lua script per batch (:data:`HMGET_SCRIPT`,
 only ``HMGET``) when the server lets us run scripts, and fall back to pipelines otherwise (e.g. an ACL user
@@ -24,8 +24,11 @@ import numpy as np
 import pandas as pd
 import redis
 
-from .. import _cluster
-from .._core.keys import QueueKeys, _glob_escape
+from sbqueue._core.keys import QueueKeys, _glob_escape
+from sbqueue._core.options import validate_count
+from sbqueue.connection import cluster as _cluster
+from sbqueue.connection import cluster_nodes
+from sbqueue.errors import InvalidOptionError
 
 
 class Script:
@@ -173,11 +176,11 @@ class Context:
     def server(self) -> Any:
         """The client for server-wide commands (INFO, SLOWLOG, CONFIG, LATENCY, MEMORY STATS): the client
         itself, or on Redis Cluster a client on its first master (by address)."""
-        return _cluster.primaries(self.client)[0]
+        return cluster_nodes.primaries(self.client)[0]
 
     def nodes(self) -> list[Any]:
         """Where keys live: the client itself, or on Redis Cluster a client per master."""
-        return _cluster.primaries(self.client)
+        return cluster_nodes.primaries(self.client)
 
     def scan(self, match: str, *, count: int = 1000, type_: str | None = None) -> Iterator[list[str]]:
         """SCAN (never KEYS) yielding batches of key names (every master of a cluster, in turn)."""
@@ -226,7 +229,7 @@ class Context:
         if not ids:
             return []
         try:
-            node = _cluster.node_for_key(self.client, base)
+            node = cluster_nodes.node_for_key(self.client, base)
             return list(self.script(HMGET_SCRIPT, [base, len(fields), *fields, *ids], node=node))
         except ScriptsUnavailable:
             pass
@@ -244,7 +247,7 @@ class Context:
         if not ids:
             return [], [[] for _ in fields]
         try:
-            node = _cluster.node_for_key(self.client, base)
+            node = cluster_nodes.node_for_key(self.client, base)
             reply = self.script(HMGET_COLUMNS_SCRIPT, [base, len(fields), *fields, *ids], node=node)
             return list(reply[0]), [list(col) for col in reply[1:]]
         except ScriptsUnavailable:
@@ -301,7 +304,6 @@ def to_ms(value: Any, *, now_ms: int | None = None, option: str = "time") -> flo
 
     Naive datetimes and strings are taken as UTC.
     """
-    from ..errors import InvalidOptionError
 
     if value is None:
         return None
@@ -328,3 +330,9 @@ def to_ms(value: Any, *, now_ms: int | None = None, option: str = "time") -> flo
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return float(stamp.value) / 1e6
+
+
+# --- options ---------------------------------------------------------------------------------------
+def count_option(value: Any, option: str, minimum: int, *, none_ok: bool = False) -> Any:
+    """A user-given count: an int >= ``minimum`` (None when ``none_ok``), else :class:`InvalidOptionError`."""
+    return None if value is None and none_ok else validate_count(value, option, minimum=minimum)

@@ -14,10 +14,12 @@ from typing import Any
 import pandas as pd
 import redis
 
-from ._context import Context
-from .queues import queues as _queues
-from .schemas import from_records
-from .server import config_values, info_sections
+from sbqueue.connection import full as _full
+from sbqueue.errors import InvalidOptionError
+from sbqueue.inspection._context import Context
+from sbqueue.inspection.queues import queues as _queues
+from sbqueue.inspection.schemas import from_records
+from sbqueue.inspection.server import config_values, info_sections
 
 _RETENTION_MIN = 10_000  # finished jobs above which a missing removeOn* is reported
 
@@ -131,7 +133,7 @@ def _audit_queue(ctx: Context, q: dict[Any, Any], add: Any) -> None:
 
 
 # --- alerts ---------------------------------------------------------------------------------------------
-_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu")
+_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats")
 
 
 def _sample(ctx: Context) -> tuple[dict[str, Any], int, float]:
@@ -154,8 +156,6 @@ MAX_WINDOW_S = 3600.0
 def alerts(ctx: Context, window_s: float = 10) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.alerts`."""
     if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 <= window_s <= MAX_WINDOW_S:
-        from ..errors import InvalidOptionError
-
         raise InvalidOptionError(f"window_s must be a number of seconds 0..{MAX_WINDOW_S:g}, got {window_s!r}",
                                  option="window_s")  # fmt: skip
     rows: list[dict[str, Any]] = []
@@ -184,6 +184,8 @@ def alerts(ctx: Context, window_s: float = 10) -> pd.DataFrame:
     add("RedisHighMemoryUsage", pct > 90, "critical", pct, 90,
         f"used_memory {used:.0f} B of maxmemory {limit:.0f} B" if limit > 0 else
         f"maxmemory not set (used_memory {used:.0f} B); the alert needs a limit")  # fmt: skip
+    full, full_evidence = _full.state(now)  # at maxmemory under noeviction: every write is refused
+    add("RedisFull", full, "critical", float(full), 0, full_evidence)
     clients = _n(now.get("connected_clients"))
     add("RedisTooManyConnections", clients > 8000, "warning", clients, 8000,
         f"connected_clients {clients:.0f}, maxclients {now.get('maxclients', '?')}")  # fmt: skip

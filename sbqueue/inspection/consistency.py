@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 import redis
 
-from .._core.states import STATE_KEYS
-from ._context import BatchSizer, Context
-from .jobs import STATE_ORDER, state_ids
-from .keyspace import classify
-from .schemas import from_records
+from sbqueue._core.states import STATE_KEYS
+from sbqueue.inspection._context import BatchSizer, Context
+from sbqueue.inspection.flows import fix_for, state_of, stuck_parents
+from sbqueue.inspection.jobs import STATE_ORDER, state_ids
+from sbqueue.inspection.keyspace import classify
+from sbqueue.inspection.schemas import from_records
 
 #: small fields only (no data/returnvalue/stacktrace): enough to tell a job hash exists and what it says
 _FIELDS = ("name", "timestamp", "delay", "priority", "opts", "finishedOn", "processedOn", "failedReason")
@@ -24,19 +25,7 @@ _FIELDS = ("name", "timestamp", "delay", "priority", "opts", "finishedOn", "proc
 
 def job_state(ctx: Context, queue: str, job_id: str) -> str:
     """The job's state, checked in BullMQ's order (``unknown`` when no state key holds it)."""
-    k = ctx.keys(queue)
-    pipe = ctx.pipe()
-    for state in ("completed", "failed", "delayed", "prioritized"):
-        pipe.zscore(k.key(state), job_id)
-    for suffix in ("active", "wait", "paused"):
-        pipe.lpos(k.key(suffix), job_id)
-    pipe.zscore(k.key("waiting-children"), job_id)
-    found = pipe.execute(raise_on_error=False)
-    names = ("completed", "failed", "delayed", "prioritized", "active", "waiting", "paused", "waiting-children")
-    for name, hit in zip(names, found, strict=True):
-        if hit is not None and not isinstance(hit, Exception):
-            return name
-    return "unknown"
+    return state_of(ctx.client, ctx.keys(queue), job_id)
 
 
 def consistency(ctx: Context, queue: str) -> pd.DataFrame:
@@ -76,6 +65,9 @@ def consistency(ctx: Context, queue: str) -> pd.DataFrame:
                 f"finishedOn set -> completed/failed, else {states[0]}")  # fmt: skip
     _scan_queue_keys(ctx, queue, where, add)
     _check_meta(ctx, queue, add)
+    for row in stuck_parents(ctx, queue):
+        add("stuck_parent", "warning", keys.job(row["job_id"]), row["job_id"], "waiting-children", row["stuck"],
+            fix_for(row["stuck"]))  # fmt: skip
     return from_records("consistency", rows)
 
 

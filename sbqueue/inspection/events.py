@@ -11,11 +11,12 @@ from typing import Any
 import pandas as pd
 import redis
 
-from ..errors import InvalidOptionError
-from ..events import decode_event
-from ._context import Context, to_ms
-from .jobs import FIELDS, decode_jobs
-from .schemas import from_records
+from sbqueue._core.events import decode_event
+from sbqueue.errors import InvalidOptionError
+from sbqueue.inspection._context import Context, to_ms
+from sbqueue.inspection.consistency import job_state
+from sbqueue.inspection.job_decoding import FIELDS, decode_jobs
+from sbqueue.inspection.schemas import from_records
 
 _PAGE = 1000
 _STREAM_ID = re.compile(r"[0-9]+(-[0-9]+)?")  # fullmatch (ASCII digits only, no trailing newline)
@@ -99,7 +100,6 @@ def events(ctx: Context, queue: str, since: Any = None, count: int | None = None
 
 def timeline(ctx: Context, queue: str, job_id: str) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.timeline`."""
-    from .consistency import job_state
 
     job_id = str(job_id)
     keys = ctx.keys(queue)
@@ -145,8 +145,37 @@ def timeline(ctx: Context, queue: str, job_id: str) -> pd.DataFrame:
     except redis.ResponseError as exc:
         add(math.nan, "events", "unreadable", str(exc))
     add(float(now), "state", job_state(ctx, queue, job_id), "state now")
-    records.sort(key=lambda r: -math.inf if _nan(r["ts"]) else r["ts"])  # undated rows first
+    _note_clock_skew(records)
+    records.sort(key=_timeline_order)
     return from_records("timeline", records)
+
+
+def _timeline_order(record: dict[str, Any]) -> tuple[int, float]:
+    """Undated rows, then creation, then the rest by time, then the state now.
+
+    Creation is pinned first and the state-now row last because the clocks differ: ``timestamp`` is the
+    producer's clock, stream ids and ``processedOn`` are Redis's or the worker's, ``now`` is ours. A
+    producer a few ms ahead of Redis must not make a job's ``added`` event precede its creation.
+    """
+    if _nan(record["ts"]):
+        return (0, -math.inf)
+    if record["source"] == "hash" and record["event"] == "created":
+        return (1, record["ts"])
+    if record["source"] == "state":
+        return (3, record["ts"])
+    return (2, record["ts"])
+
+
+def _note_clock_skew(records: list[dict[str, Any]]) -> None:
+    """Say on the created row when something happened before it by the recorded clocks (producer ahead)."""
+    created = next((r for r in records if r["source"] == "hash" and r["event"] == "created"), None)
+    if created is None or _nan(created["ts"]):
+        return
+    later = [r["ts"] for r in records if r is not created and r["source"] != "state" and not _nan(r["ts"])]
+    # both clocks record whole milliseconds: less than one apart is resolution, not skew
+    if later and created["ts"] - min(later) >= 1:
+        ahead = created["ts"] - min(later)
+        created["detail"] = f"{created['detail']}; producer clock ~{ahead:.0f} ms ahead of the first event"
 
 
 def _nan(value: Any) -> bool:

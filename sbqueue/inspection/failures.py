@@ -10,9 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from ._context import BatchSizer, Context, row_bytes, to_ms
-from .jobs import compile_query, state_ids
-from .schemas import from_records
+from sbqueue.errors import InvalidOptionError
+from sbqueue.inspection._context import BatchSizer, Context, row_bytes, to_ms
+from sbqueue.inspection.jobs import state_ids
+from sbqueue.inspection.query import compile_query
+from sbqueue.inspection.schemas import from_records
 
 _FIELDS = ("name", "failedReason", "stacktrace", "finishedOn", "timestamp", "pb", "rjk", "deid", "defa", "parentKey")
 _RAW = {"name": 0, "failed_reason": 1, "finished_on": 3, "processed_by": 5, "scheduler_id": 6, "dedup_id": 7,
@@ -76,8 +78,6 @@ def failures(
     conds = compile_query(query, name)
     for cond in conds:
         if cond.column not in _RAW and cond.column != "id":
-            from ..errors import InvalidOptionError
-
             raise InvalidOptionError(
                 f"failures() can filter on {sorted(_RAW) + ['id']}, not {cond.key!r}; use jobs(states='failed')",
                 option="query",

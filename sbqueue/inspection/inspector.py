@@ -1,4 +1,8 @@
-"""The public entry points: :class:`Inspector` (a prefix), :class:`QueueInspector` (one queue), :func:`bind`."""
+"""The public entry points: :class:`Inspector` (a prefix), :class:`QueueInspector` (one queue), :func:`bind`.
+
+:class:`Inspector` holds the connection and its lifecycle; its views come from two mixins, the queue views
+(:mod:`.queue_views`) and the Redis server views (:mod:`.server_views`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from .. import connection as _connection
-from .._core.keys import validate_prefix, validate_queue_name
-from .._core.options import validate_count
-from ..errors import InvalidOptionError
-from . import audit, consistency, events, failures, jobs, keyspace, queues, server, stalled
-from ._context import Context
+from sbqueue import connection as _connection
+from sbqueue._core.keys import validate_prefix, validate_queue_name
+from sbqueue.connection import clients
+from sbqueue.errors import ConfigurationError, InvalidOptionError
+from sbqueue.inspection import queues
+from sbqueue.inspection._context import Context
+from sbqueue.inspection.queue_views import QueueViews
+from sbqueue.inspection.server_views import ServerViews
 
 #: ACL rules for a read-only inspecting user, the same on Redis 6.2 and 7.x:
 #: ``ACL SETUSER <name> reset on ><password> <INSPECTOR_ACL>``.
@@ -26,7 +32,7 @@ from ._context import Context
 #:   +latency|doctor``, ``+memory|stats +memory|doctor`` (Redis 7 splits MEMORY; 6.2 has it in @read).
 #: * not ``+config|get``: CONFIG GET also returns ``requirepass`` and ``masterauth`` (the admin password of a
 #:   password-only server) and ACLs cannot grant it per setting. Without it config_audit reports "unknown" rows;
-#:   add ``+config|get`` (``sbqueue.acl.INSPECTOR_CONFIG_RULE``) only where those settings hold no secret.
+#:   add ``+config|get`` (``sbqueue.ops.acl.INSPECTOR_CONFIG_RULE``) only where those settings hold no secret.
 #: * ``+eval +evalsha`` run one read-only Lua script (HMGET only) per batch of jobs. ACL rules apply to
 #:   commands inside scripts too, so this grants no write; without them job reads fall back to pipelines
 #:   (same results, about 2x slower).
@@ -36,12 +42,7 @@ INSPECTOR_ACL = (
 )
 
 
-def _count(value: Any, option: str, minimum: int, *, none_ok: bool = False) -> Any:
-    """A user-given count: an int >= ``minimum`` (None when ``none_ok``), else :class:`InvalidOptionError`."""
-    return None if value is None and none_ok else validate_count(value, option, minimum=minimum)
-
-
-class Inspector:
+class Inspector(QueueViews, ServerViews):
     """Read-only pandas views of the queues under ``prefix`` and of their Redis.
 
     ``connection`` is None (``sbqueue.connect()``), a URL or a redis-py client; the inspector keeps its
@@ -59,12 +60,11 @@ class Inspector:
     Example: ``Inspector("redis://localhost:6379/0").queues()``
     """
 
-    def __init__(self, connection: Any = None, prefix: str = "bull", *, progress: bool | None = None) -> None:
+    def __init__(self, connection: Any = None, prefix: str = "bull", *, progress: bool | None = None,
+                 history: Any = None) -> None:
         validate_prefix(prefix)
-        base = _connection.coerce(connection)
-        client = _connection.sync_twin(base, decode_responses=True, encoding_errors="replace")
-        if connection is None or isinstance(connection, str):
-            base.close()  # we made it only to resolve and check the URL
+        self.history_path = history  # a dataset written by `sbqueue record` (see history())
+        client = clients.sync_client(connection, **clients.DECODED).client  # always its own pool
         self.prefix = prefix
         self._ctx = Context(client, prefix, progress=progress)
 
@@ -86,188 +86,24 @@ class Inspector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def history(self, path: Any = None, **storage_options: Any) -> Any:
+        """The recorded history (:class:`sbqueue.History`) of ``path``, else of the ``history=`` given to the
+        inspector, else of ``$SBQUEUE_HISTORY``: what Redis has forgotten (``sbqueue record`` writes it).
+
+        Example: ``Inspector(history="/data/history").history().jobs("emails", since=timedelta(hours=2))``
+        """
+        import os
+
+        from sbqueue.inspection.history import History
+
+        path = path or self.history_path or os.environ.get("SBQUEUE_HISTORY")
+        if not path:
+            raise ConfigurationError("no history dataset: pass Inspector(history=PATH) or set SBQUEUE_HISTORY")
+        return History(path, storage_options or None)
+
     def queue(self, name: str) -> QueueInspector:
         """The same views bound to one queue. Example: ``insp.queue("emails").jobs(states="failed")``"""
         return bind(self, name)
-
-    # --- queues --------------------------------------------------------------------------------------
-    def queues(self, window_min: int = 60) -> pd.DataFrame:
-        """Every queue under the prefix (found by SCAN): counts per state, paused, global concurrency and
-        rate limit, workers connected, oldest waiting job and its age, and the failure rate over the last
-        ``window_min`` minutes of BullMQ metrics.
-
-        Example: ``insp.queues().sort_values("waiting", ascending=False)``
-        """
-        return queues.queues(self._ctx, window_min=_count(window_min, "window_min", 1))
-
-    def jobs(
-        self,
-        queue: str,
-        states: str | Sequence[str] | None = None,
-        limit: int | None = None,
-        name: Any = None,
-        since: Any = None,
-        until: Any = None,
-        query: Mapping[str, Any] | None = None,
-        data_fields: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        """One row per job (states default: all; live states first, each newest first except delayed and
-        prioritized, which list the next to run first).
-
-        * ``name``: a job name filter (same matching as ``query`` values).
-        * ``since``/``until``: datetime, ISO string, epoch ms, or a ``timedelta`` back from now; the finish
-          time for completed/failed jobs (a server-side range), the creation time for the others.
-        * ``query``: ``{column or "data.<path>": test}``, all must hold. A test is a string (regex
-          ``re.search``; an invalid regex is matched literally; on ``data``/``returnvalue``/``opts`` it
-          searches the stored JSON text), a compiled pattern, a list/set (membership), a callable
-          (predicate), None (missing) or any other value (equality). Paths reach into parsed JSON:
-          ``{"data.customer.id": 42}``.
-        * ``data_fields``: add a ``data.<field>`` column per dotted path.
-        * ``limit``: stop after this many matching rows.
-
-        Malformed hashes give a row with ``parse_error``; ids whose hash is gone give a row saying so.
-
-        Example: ``insp.jobs("emails", "failed", query={"failed_reason": "timeout", "data.to": "@acme"})``
-        """
-        return jobs.jobs(self._ctx, queue, states, _count(limit, "limit", 0, none_ok=True), name, since, until, query,
-                         data_fields)
-
-    def failures(
-        self,
-        queue: str,
-        limit: int | None = None,
-        name: Any = None,
-        since: Any = None,
-        until: Any = None,
-        query: Mapping[str, Any] | None = None,
-        examples: int = 5,
-    ) -> pd.DataFrame:
-        """Failed jobs grouped by error signature (``failedReason`` with numbers, ids, uuids, times and
-        emails normalised + the innermost frame of the last stack trace), biggest group first: count,
-        first/last seen, job names, example ids and all ids. Filters as in :meth:`jobs` (text columns).
-
-        Example: ``insp.failures("emails", since=timedelta(hours=1)).head()``
-        """
-        return failures.failures(self._ctx, queue, _count(limit, "limit", 0, none_ok=True), name, since, until, query,
-                                 _count(examples, "examples", 0))
-
-    def stalled(self, queue: str, max_stalled_count: int = 1) -> pd.DataFrame:
-        """Every active job with its lock TTL, whether a worker that could hold it is connected,
-        stalled count, attempts, ``processed_by`` and a verdict: ``processing``, ``lock lost — will be
-        requeued``, ``orphaned`` (no lock, no worker) or ``hash missing``; ``detail`` explains it.
-
-        Example: ``insp.stalled("emails").verdict.value_counts()``
-        """
-        return stalled.stalled(self._ctx, queue, _count(max_stalled_count, "max_stalled_count", 0))
-
-    def events(self, queue: str, since: Any = None, count: int | None = None) -> pd.DataFrame:
-        """The events stream as rows, oldest first: ``since`` (time, timedelta or stream id) reads forward
-        from there; with only ``count``, the latest ``count`` events.
-
-        Example: ``insp.events("emails", count=100).event.value_counts()``
-        """
-        return events.events(self._ctx, queue, since, _count(count, "count", 1, none_ok=True))
-
-    def timeline(self, queue: str, job_id: str) -> pd.DataFrame:
-        """One job's lifecycle: created/processed/finished from its hash, every event naming it, and its
-        state now, in time order.
-
-        Example: ``insp.timeline("emails", "42")``
-        """
-        if not isinstance(job_id, str) or not job_id:
-            raise InvalidOptionError(f"job_id must be a non-empty string, got {job_id!r}", option="job_id")
-        return events.timeline(self._ctx, queue, job_id)
-
-    def metrics(self, queue: str) -> pd.DataFrame:
-        """Per-minute completed/failed counts from BullMQ's metrics keys (every minute in the covered
-        range; ``partial`` marks the current minute).
-
-        Example: ``insp.metrics("emails").set_index("minute")[["completed", "failed"]].plot()``
-        """
-        return queues.metrics(self._ctx, queue)
-
-    def workers(self, queue: str | None = None) -> pd.DataFrame:
-        """Connected workers and event readers from CLIENT LIST (Node's base64 queue names and plain
-        names). Unnamed connections (e.g. py-bullmq workers) cannot be attributed and are not listed.
-
-        Example: ``insp.workers("emails")``
-        """
-        return queues.workers(self._ctx, queue)
-
-    def schedulers(self, queue: str) -> pd.DataFrame:
-        """Job schedulers: next run, pattern/every, iteration count, template, and whether the pending
-        iteration's job exists.
-
-        Example: ``insp.schedulers("reports")[["scheduler_id", "next_run", "iteration_count"]]``
-        """
-        return queues.schedulers(self._ctx, queue)
-
-    def consistency(self, queue: str) -> pd.DataFrame:
-        """fsck: ids whose hash is gone, hashes no state refers to, ids in two states, hash fields that
-        contradict the state, marker/meta/scheduler problems — one row each with a suggested fix.
-
-        Example: ``insp.consistency("emails").query("severity == 'error'")``
-        """
-        return consistency.consistency(self._ctx, queue)
-
-    # --- Redis itself --------------------------------------------------------------------------------
-    def info(self, section: str | None = None) -> pd.DataFrame:
-        """INFO as rows (section, field, typed value, numeric value); nested values are flattened
-        (``db0.keys``). Example: ``insp.info("memory").set_index("field").value``"""
-        if section is not None and not isinstance(section, str):
-            raise InvalidOptionError(f"section must be an INFO section name or None, got {section!r}", option="section")
-        return server.info(self._ctx, section)
-
-    def clients(self) -> pd.DataFrame:
-        """CLIENT LIST, typed, with the queue/role of queue connections. Example: ``insp.clients()``"""
-        return server.clients(self._ctx)
-
-    def persistence(self) -> pd.DataFrame:
-        """One row: RDB/AOF status, last save and its age, rewrite state. Example: ``insp.persistence().T``"""
-        return server.persistence(self._ctx)
-
-    def slowlog(self, n: int = 128) -> pd.DataFrame:
-        """SLOWLOG GET n, with EVALSHA digests mapped to sbqueue script names. Example: ``insp.slowlog(20)``"""
-        return server.slowlog(self._ctx, _count(n, "n", 0))
-
-    def latency(self) -> pd.DataFrame:
-        """LATENCY LATEST as rows; the LATENCY DOCTOR text is in ``df.attrs["doctor"]``.
-        Example: ``print(insp.latency().attrs["doctor"])``"""
-        return server.latency(self._ctx)
-
-    def memory(self) -> pd.DataFrame:
-        """MEMORY STATS as rows plus a ``doctor`` row (also ``df.attrs["doctor"]``).
-        Example: ``insp.memory().set_index("metric").number``"""
-        return server.memory(self._ctx)
-
-    def commandstats(self) -> pd.DataFrame:
-        """Per-command calls and time (with p50/p99 on Redis 7+), most time first.
-        Example: ``insp.commandstats().head(10)``"""
-        return server.commandstats(self._ctx)
-
-    def bigkeys(self, match: str = "*", top: int = 50, sample: int | None = None) -> pd.DataFrame:
-        """The ``top`` keys by MEMORY USAGE among keys matching ``match`` (or the first ``sample`` keys
-        scanned): key, type, length, bytes, ttl, queue and role. ``df.attrs["scanned"]`` = keys examined.
-        Example: ``insp.bigkeys(top=20)``"""
-        if not isinstance(match, str):
-            raise InvalidOptionError(f"match must be a glob pattern (str), got {match!r}", option="match")
-        return keyspace.bigkeys(self._ctx, match, _count(top, "top", 1), _count(sample, "sample", 1, none_ok=True))
-
-    def memory_by_queue(self) -> pd.DataFrame:
-        """Bytes and keys per queue and key role under the prefix, biggest first.
-        Example: ``insp.memory_by_queue().groupby("queue").bytes.sum()``"""
-        return keyspace.memory_by_queue(self._ctx)
-
-    def config_audit(self) -> pd.DataFrame:
-        """Settings a queue Redis needs (eviction policy, persistence, limits, slow log…) and per-queue
-        events length and retention: scope, setting, value, recommended, severity, why.
-        Example: ``insp.config_audit().query("severity != 'ok'")``"""
-        return audit.config_audit(self._ctx)
-
-    def alerts(self, window_s: float = 10) -> pd.DataFrame:
-        """The seed guide's 10 Redis alerts (+ persistence, evictions) and queue alerts, evaluated now;
-        rates come from two INFO samples ``window_s`` apart. Example: ``insp.alerts(2).query("firing")``"""
-        return audit.alerts(self._ctx, window_s)
 
     @staticmethod
     def export(df: pd.DataFrame, path: str | Path) -> Path:
@@ -292,18 +128,32 @@ class QueueInspector:
 
     def jobs(self, states: str | Sequence[str] | None = None, limit: int | None = None, name: Any = None,
              since: Any = None, until: Any = None, query: Mapping[str, Any] | None = None,
-             data_fields: Sequence[str] | None = None) -> pd.DataFrame:  # fmt: skip
+             data_fields: Sequence[str] | None = None, *,
+             dtype_backend: str | None = None) -> pd.DataFrame:  # fmt: skip
         """See :meth:`Inspector.jobs`. Example: ``qi.jobs("failed", limit=100)``"""
-        return self.inspector.jobs(self.name, states, limit, name, since, until, query, data_fields)
+        return self.inspector.jobs(self.name, states, limit, name, since, until, query, data_fields,
+                                   dtype_backend=dtype_backend)  # fmt: skip
 
     def failures(self, limit: int | None = None, name: Any = None, since: Any = None, until: Any = None,
                  query: Mapping[str, Any] | None = None, examples: int = 5) -> pd.DataFrame:  # fmt: skip
         """See :meth:`Inspector.failures`. Example: ``qi.failures().head()``"""
         return self.inspector.failures(self.name, limit, name, since, until, query, examples)
 
+    def dead_letters(self, limit: int | None = None) -> pd.DataFrame:
+        """See :meth:`Inspector.dead_letters`. Example: ``q.inspector.dead_letters()`` on a DLQ"""
+        return self.inspector.dead_letters(self.name, limit)
+
     def stalled(self, max_stalled_count: int = 1) -> pd.DataFrame:
         """See :meth:`Inspector.stalled`. Example: ``qi.stalled()``"""
         return self.inspector.stalled(self.name, max_stalled_count)
+
+    def flow(self, job_id: str, depth: int = 10) -> pd.DataFrame:
+        """See :meth:`Inspector.flow`. Example: ``qi.flow(root_id)``"""
+        return self.inspector.flow(self.name, job_id, depth)
+
+    def flows(self, limit: int | None = None) -> pd.DataFrame:
+        """See :meth:`Inspector.flows`. Example: ``qi.flows().query("stuck.notna()")``"""
+        return self.inspector.flows(self.name, limit)
 
     def events(self, since: Any = None, count: int | None = None) -> pd.DataFrame:
         """See :meth:`Inspector.events`. Example: ``qi.events(count=50)``"""

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import redis
 
-from .. import _cluster
-from ._context import Context, Script, ScriptsUnavailable
-from .schemas import from_records
+from sbqueue.connection import cluster_nodes
+from sbqueue.inspection._context import Context, Script, ScriptsUnavailable
+from sbqueue.inspection.schemas import from_records
 
 #: queue key suffix -> role
 SUFFIX_ROLES: dict[str, str] = {
@@ -31,11 +31,17 @@ SUFFIX_ROLES: dict[str, str] = {
 #: job sub-key suffix -> role
 SUB_ROLES: tuple[tuple[str, str], ...] = (
     (":lock", "job lock"), (":logs", "job logs"), (":dependencies", "job dependencies"),
-    (":processed", "job dependencies"), (":failed", "job dependencies"), (":unsuccessful", "job dependencies"),
+    (":processed", "child results"), (":failed", "ignored child failures"), (":unsuccessful", "failed children"),
 )  # fmt: skip
+#: BullMQ 6.7 relay (pub/sub between nodes) keys, ``<prefix>::relay:{<namespace>}:...``: last segment -> role
+RELAY_ROLES: dict[str, str] = {
+    "nodes": "relay nodes", "subs": "relay subscriptions", "inbox": "relay inbox", "node": "relay node",
+    "started": "relay nodes", "cleanup": "relay subscriptions", "retained": "relay retained", "ret": "relay retained",
+    "namespaces": "relay namespaces", "layout": "relay", "mid": "relay",
+}  # fmt: skip
 #: every role classify() can return
-ROLES = tuple(dict.fromkeys([*SUFFIX_ROLES.values(), *(r for _, r in SUB_ROLES), "job hash", "scheduler",
-                             "dedup key", "dedup next", "other"]))  # fmt: skip
+ROLES = tuple(dict.fromkeys([*SUFFIX_ROLES.values(), *(r for _, r in SUB_ROLES), *RELAY_ROLES.values(), "relay",
+                             "job hash", "scheduler", "dedup key", "dedup next", "other"]))  # fmt: skip
 #: MEMORY USAGE samples per key: exact for job hashes (< 32 fields), bounded work for huge collections
 #: (the default 5 misses a job's big ``data`` field one time in six).
 SAMPLES = 32
@@ -47,6 +53,8 @@ def classify(key: str, prefix: str) -> tuple[str | None, str, str | None]:
     head = prefix + ":"
     if not key.startswith(head):
         return None, "other", None
+    if key.startswith(head + ":relay:"):  # no queue: the empty segment keeps relay keys out of the queues'
+        return None, RELAY_ROLES.get(key.rsplit(":", 1)[1], "relay"), None
     queue, sep, rest = key[len(head) :].partition(":")
     if not sep or not queue or not rest:
         return None, "other", None
@@ -78,11 +86,13 @@ MEMORY_SCRIPT = Script("sbqueue.inspection:memory", "\n".join([
     "-- sbqueue.inspection: read-only SCAN + MEMORY USAGE, by queue and key role or biggest keys",
     "local SUFFIX = {" + ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in SUFFIX_ROLES.items()) + "}",
     "local SUB = {" + ", ".join(f"[{_lua_string(k[1:])}] = {_lua_string(v)}" for k, v in SUB_ROLES) + "}",
+    "local RELAY = {" + ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in RELAY_ROLES.items()) + "}",
     """local sfind, ssub, smatch, call = string.find, string.sub, string.match, redis.call
 local head = ARGV[4]
 local hl = #head
 local function classify(key)
   if ssub(key, 1, hl) ~= head then return "", "other" end
+  if ssub(key, hl + 1, hl + 7) == ":relay:" then return "", RELAY[smatch(key, ":([^:]*)$")] or "relay" end
   local c = sfind(key, ":", hl + 1, true)
   if not c or c == hl + 1 or c == #key then return "", "other" end
   local queue = ssub(key, hl + 1, c - 1)
@@ -208,7 +218,7 @@ def _batch_pipelined(
 
 def _total(ctx: Context) -> int | None:
     try:
-        return _cluster.dbsize(ctx.client)
+        return cluster_nodes.dbsize(ctx.client)
     except redis.ResponseError:
         return None
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidOptionError
-from .schemas import SCHEMAS
+from sbqueue.errors import InvalidOptionError
+from sbqueue.inspection.schemas import SCHEMAS
 
 #: jobs() columns whose value is the raw hash field (so they can be filtered before decoding)
 RAW_COLUMNS = {

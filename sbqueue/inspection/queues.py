@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 import redis
 
-from .. import _cluster
-from .._core.keys import QUEUE_KEYS
-from ._context import Context
-from .schemas import build_frame, from_records
+from sbqueue._core import dead_letters as _dead
+from sbqueue._core.keys import QUEUE_KEYS
+from sbqueue.connection import cluster_nodes
+from sbqueue.inspection._context import Context
+from sbqueue.inspection.schemas import build_frame, from_records
 
 _MARKERS = frozenset(QUEUE_KEYS) | {"repeat"}
 
@@ -62,7 +63,7 @@ def parse_client_name(name: str | None, prefix: str) -> dict[str, Any] | None:
 def client_list(ctx: Context) -> list[dict[str, Any]]:
     """CLIENT LIST (one call per node); [] when the server refuses it."""
     try:
-        return list(_cluster.client_list(ctx.client))  # every node of a cluster
+        return list(cluster_nodes.client_list(ctx.client))  # every node of a cluster
     except redis.ResponseError:
         return []
 
@@ -104,7 +105,7 @@ def discover(ctx: Context) -> list[str]:
     names: set[str] = set()
     head = ctx.prefix + ":"
     try:
-        total = _cluster.dbsize(ctx.client)
+        total = cluster_nodes.dbsize(ctx.client)
     except redis.ResponseError:
         total = None
     bar = ctx.bar(total, "scanning queues")
@@ -179,9 +180,14 @@ def queues(ctx: Context, window_min: int = 60, names: Iterable[str] | None = Non
         width = len(_COUNT_READS) + 8
         for i, name in enumerate(chunk):
             records.append(_queue_record(ctx, name, replies[i * width : (i + 1) * width], now, window_min))
+    try:  # the dead-letter queues sbqueue workers wrote to (one set, whatever the number of jobs)
+        registry = set(ctx.client.smembers(_dead.registry_key(ctx.prefix))) if records else set()
+    except redis.ResponseError:  # not a set (not ours): DLQs are then recognised by their next letter only
+        registry = set()
     _oldest_waiting(ctx, records, now)
     for rec in records:
         rec["workers"] = connected.get(rec["queue"], 0)
+        rec["dead_letter"] = rec["dead_letter"] or rec["queue"] in registry
     return from_records("queues", records)
 
 
@@ -227,12 +233,14 @@ def _oldest_waiting(ctx: Context, records: list[dict[str, Any]], now: int) -> No
     for rec in records:
         base = ctx.keys(rec["queue"]).base
         for job_id in rec["_candidates"]:
-            pipe.hget(base + job_id, "timestamp")
+            pipe.hmget(base + job_id, "timestamp", "opts")
         plan.append(len(rec["_candidates"]))
     replies = pipe.execute(raise_on_error=False) if sum(plan) else []
     pos = 0
     for rec, count in zip(records, plan, strict=True):
-        stamps = [_num(v) for v in replies[pos : pos + count] if not isinstance(v, Exception)]
+        got = [v for v in replies[pos : pos + count] if not isinstance(v, Exception)]
+        stamps = [_num(stamp) for stamp, _opts in got]
+        rec["dead_letter"] = any(_dead.is_letter(opts) for _stamp, opts in got)  # a letter is next in line
         stamps = [s for s in stamps if not math.isnan(s)]
         pos += count
         oldest = min(stamps) if stamps else math.nan

@@ -32,7 +32,7 @@ def _cols(spec: str) -> dict[str, str]:
 SCHEMAS: dict[str, dict[str, str]] = {
     "queues": _cols(
         "queue:string waiting:int64 active:int64 prioritized:int64 delayed:int64 waiting_children:int64 "
-        "completed:int64 failed:int64 paused_legacy:int64 paused:bool global_concurrency:Int64 "
+        "completed:int64 failed:int64 paused_legacy:int64 paused:bool dead_letter:bool global_concurrency:Int64 "
         "rate_limit_max:Int64 rate_limit_duration_s:float64 workers:int64 oldest_waiting:ts "
         "oldest_waiting_age_s:float64 completed_window:int64 failed_window:int64 failure_rate:float64 "
         "schedulers:int64 events:int64 events_max_len:Int64 version:string parse_error:string"
@@ -54,6 +54,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "attempts_started:Int64 max_attempts:Int64 processed_on:ts active_s:float64 deferred_failure:string "
         "verdict:string detail:string parse_error:string"
     ),
+    "audit": _cols(
+        "ts:ts action:string queue:string mode:string count:Int64 ids:object params:object result:string "
+        "source:string notebook:string user:string host:string pid:Int64 id:string"
+    ),
     "events": _cols("event_id:string ts:ts event:string job_id:string prev:string fields:object parse_error:string"),
     "timeline": _cols(
         "ts:ts source:string event:string detail:string since_created_s:float64 fields:object parse_error:string"
@@ -68,6 +72,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "scheduler_id:string name:string next_run:ts next_in_s:float64 pattern:string tz:string every_s:float64 "
         "offset_s:float64 limit:Int64 start_date:ts end_date:ts iteration_count:Int64 pending_job_id:string "
         "pending_job_exists:bool legacy:bool data:object opts:object parse_error:string"
+    ),
+    "flow": _cols(
+        "root_id:string queue:string prefix:string job_id:string name:string depth:int64 parent_id:string "
+        "parent_queue:string state:string pending:int64 processed:int64 ignored:int64 failed:int64 "
+        "deferred_failure:string stuck:string"
     ),
     "consistency": _cols(
         "check:string severity:string key:string job_id:string state:string detail:string suggested_fix:string"
@@ -98,6 +107,15 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "bigkeys": _cols("key:string type:string length:Int64 bytes:Int64 ttl_s:float64 queue:string role:string"),
     "memory_by_queue": _cols("queue:string role:string keys:int64 bytes:int64 share:float64"),
     "config_audit": _cols("scope:string setting:string value:string recommended:string severity:string why:string"),
+    "dead_letters": _cols(
+        "dead_letter_id:string queue:string state:string name:string source_queue:string source_prefix:string "
+        "source_job_id:string failed_reason:string attempts_made:Int64 created:ts processed:ts dead_lettered:ts "
+        "stacktrace:object"
+    ),
+    "dead_letter_replay": _cols(
+        "dead_letter_id:string source_queue:string source_job_id:string target_queue:string new_job_id:string "
+        "name:string failed_reason:string dead_lettered:ts action:string"
+    ),
     "alerts": _cols(
         "name:string scope:string firing:bool severity:string value:float64 threshold:float64 evidence:string"
     ),

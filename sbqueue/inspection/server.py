@@ -10,12 +10,12 @@ from typing import Any
 import pandas as pd
 import redis
 
-from .. import _cluster
-from .._core.scripts import SPECS, source
-from ._context import HMGET_SCRIPT, Context
-from .keyspace import MEMORY_SCRIPT
-from .queues import parse_client_name
-from .schemas import from_records
+from sbqueue._core.scripts import SPECS, source
+from sbqueue.connection import cluster_nodes
+from sbqueue.inspection._context import HMGET_SCRIPT, Context
+from sbqueue.inspection.keyspace import MEMORY_SCRIPT
+from sbqueue.inspection.queues import parse_client_name
+from sbqueue.inspection.schemas import from_records
 
 #: INFO sections read by info() when no section is given (unknown ones are simply empty on older servers)
 INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules",
@@ -73,7 +73,7 @@ def info(ctx: Context, section: str | None = None) -> pd.DataFrame:
 def clients(ctx: Context) -> pd.DataFrame:
     """See :meth:`sbqueue.inspection.Inspector.clients`."""
     records = []
-    for c in _cluster.client_list(ctx.client):
+    for c in cluster_nodes.client_list(ctx.client):
         parsed = parse_client_name(c.get("name"), ctx.prefix) or {}
         rec: dict[str, Any] = {k: c.get(k) or None for k in ("name", "addr", "laddr", "user", "flags", "cmd")}
         for col, field in (("id", "id"), ("db", "db"), ("multi", "multi"), ("sub", "sub"), ("psub", "psub"),

@@ -8,10 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from ._context import BatchSizer, Context
-from .jobs import state_ids
-from .queues import client_list, parse_client_name
-from .schemas import from_records
+from sbqueue.inspection._context import BatchSizer, Context
+from sbqueue.inspection.flows import fix_for, stuck_parents
+from sbqueue.inspection.jobs import state_ids
+from sbqueue.inspection.queues import client_list, parse_client_name
+from sbqueue.inspection.schemas import from_records
 
 _FIELDS = ("name", "pb", "stc", "atm", "attemptsMade", "ats", "processedOn", "opts", "defa", "timestamp")
 
@@ -20,8 +21,9 @@ LOCK_LOST = "lock lost — will be requeued"
 ORPHANED = "orphaned"
 HASH_MISSING = "hash missing"
 UNREADABLE = "unreadable"  # the active key itself holds the wrong type
+STUCK_PARENT = "stuck parent"  # waiting-children that nothing will release (see inspection/flows.py)
 #: every verdict stalled() can give
-VERDICTS = (PROCESSING, LOCK_LOST, ORPHANED, HASH_MISSING, UNREADABLE)
+VERDICTS = (PROCESSING, LOCK_LOST, ORPHANED, HASH_MISSING, UNREADABLE, STUCK_PARENT)
 
 
 def _int(value: Any, field: str, errors: list[str]) -> int | None:
@@ -69,6 +71,12 @@ def stalled(ctx: Context, queue: str, max_stalled_count: int = 1) -> pd.DataFram
     for _state, problem in key_errors:
         records.append({"verdict": UNREADABLE, "detail": problem, "parse_error": problem, "processed_on": math.nan,
                         "active_s": math.nan, "lock_ttl_s": math.nan, "workers_on_queue": on_queue})  # fmt: skip
+    for row in stuck_parents(ctx, queue):  # not active, but as stuck: a parent nothing will release
+        records.append({"id": row["job_id"], "name": row["name"], "verdict": STUCK_PARENT,
+                        "detail": f"waiting-children: {row['stuck']}; {fix_for(row['stuck'])}",
+                        "deferred_failure": row["deferred_failure"], "processed_on": math.nan, "active_s": math.nan,
+                        "lock_ttl_s": math.nan, "workers_on_queue": on_queue, "in_stalled_set": False,
+                        "worker_connected": on_queue > 0})  # fmt: skip
     return from_records("stalled", records)
 
 

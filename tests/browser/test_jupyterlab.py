@@ -27,7 +27,7 @@ import pytest
 import redis
 
 import sbqueue
-from sbqueue.embedded import free_port
+from sbqueue.connection.embedded import free_port
 from tests.conftest import snapshot
 
 pytestmark = pytest.mark.browser
@@ -42,7 +42,7 @@ FAILED = 5
 WAIT_MS = 45_000
 
 CELLS = [
-    "import os\n\nfrom sbqueue.widgets import CleanPanel, FailureTriage, JobBrowser, QueueDashboard\n\n"
+    "import os\n\nfrom sbqueue.workbench.widgets import CleanPanel, FailureTriage, JobBrowser, QueueDashboard\n\n"
     'url = os.environ["SBQUEUE_REDIS_URL"]\nprefix = os.environ["SBQUEUE_TEST_PREFIX"]\n'
     'queue = os.environ["SBQUEUE_TEST_QUEUE"]',
     'JobBrowser(queue, state="failed", connection=url, prefix=prefix)',

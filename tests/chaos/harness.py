@@ -12,7 +12,7 @@ Run it directly for a big size (the pytest wrapper is ``tests/chaos/test_chaos.p
     python -m tests.chaos.harness --jobs 100000 --workers 4
 
 Redis is a ``redis-server`` the harness starts itself with sbqueue's embedded settings
-(:data:`sbqueue.embedded.CONFIG`: AOF ``everysec`` and RDB save points) on a fixed port, so a restart
+(:data:`sbqueue.connection.embedded.CONFIG`: AOF ``everysec`` and RDB save points) on a fixed port, so a restart
 keeps the URL and every client reconnects to the same address. The restart is a ``SHUTDOWN`` (the
 server fsyncs the AOF and saves before it exits: nothing acknowledged is lost) unless
 ``redis_restart_mode="sigkill"``, which kills the server process with SIGKILL. Redis write()s the AOF
@@ -47,7 +47,8 @@ from redis.retry import Retry
 
 import sbqueue
 from sbqueue import embedded
-from sbqueue.embedded import free_port
+from sbqueue.connection.embedded import free_port
+from tests.chaos.recorder import RecorderProc, account_recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "chaos"
@@ -92,7 +93,7 @@ def retrying(fn: Callable[[], T], deadline_s: float = 60.0, what: str = "redis c
 class RedisServer:
     """A ``redis-server`` child process with sbqueue's embedded settings on a fixed port.
 
-    Unlike :func:`sbqueue.embedded.ensure_server` (which picks a new free port at every start), a
+    Unlike :func:`sbqueue.connection.embedded.ensure_server` (which picks a new free port at every start), a
     restart here reuses the port, so clients reconnect to the same URL. Data lives in ``home`` (AOF).
     """
 
@@ -196,6 +197,7 @@ class ChaosConfig:
     bulk_size: int = 50
     drain_timeout: float = 120.0
     prefix: str = "chaos"
+    recorder: bool = True  # `sbqueue record` beside the workers, SIGKILLed and restarted mid-run
     seed: int | None = None
 
     @classmethod
@@ -462,18 +464,21 @@ def run_chaos(cfg: ChaosConfig, home: str | os.PathLike[str], log: Callable[[str
     admin = sbqueue.Queue(QUEUE, admin_client, prefix=cfg.prefix, max_len_events=MAX_LEN_EVENTS)
     stop = threading.Event()
     producers: list[Producer] = []
+    recorder = RecorderProc(url, cfg.prefix, QUEUE, home / "history", home / "logs") if cfg.recorder else None
     try:
         # the events stream length is recorded before anything emits an event
         admin_client.hset(admin.keys.key("meta"), "opts.maxLenEvents", MAX_LEN_EVENTS)
         for _ in range(cfg.workers):
             pool.spawn()
+        if recorder is not None:
+            recorder.start()
         t0 = time.monotonic()
         started_ms = now_ms()
         share = [cfg.jobs // cfg.producers + (1 if i < cfg.jobs % cfg.producers else 0) for i in range(cfg.producers)]
         producers = [Producer(i, url, cfg, share[i], t0, stop) for i in range(cfg.producers)]
         for p in producers:
             p.start()
-        timeline = chaos_loop(cfg, rng, t0, server, pool, admin, admin_client, producers, log)
+        timeline = chaos_loop(cfg, rng, t0, server, pool, admin, admin_client, producers, log, recorder)
         for p in producers:
             p.join()
         chaos_end = time.monotonic()
@@ -497,12 +502,19 @@ def run_chaos(cfg: ChaosConfig, home: str | os.PathLike[str], log: Callable[[str
         result.seconds = elapsed
         result.details["drain_seconds"] = round(drain_s, 1)
         result.details["home"] = str(home)
+        if recorder is not None:
+            found, trouble = account_recorder(recorder, admin_client, admin.keys.key("events"),
+                                              exact=cfg.redis_restart_mode == "shutdown")
+            result.details.update(found)
+            result.problems += trouble
         return result
     finally:
         stop.set()
         for p in producers:
             p.join(30)
         pool.kill_all()
+        if recorder is not None:
+            recorder.kill()
         admin.close()
         admin_client.close()
         server.close()
@@ -526,17 +538,32 @@ def chaos_loop(
     admin_client: redis.Redis,
     producers: list[Producer],
     log: Callable[[str], None],
+    recorder: RecorderProc | None = None,
 ) -> Timeline:
     tl = Timeline()
+    # the recorder is killed once, mid-window, and restarted a second later (events keep coming meanwhile)
+    recorder_kill_at: float | None = t0 + cfg.seconds * 0.45 if recorder is not None else None
+    recorder_restart_at: float | None = None
     restart_at = [t0 + cfg.seconds * (i + 1) / (cfg.redis_restarts + 1) for i in range(cfg.redis_restarts)]
     # spread the client kills over the window, clear of the restarts
     client_kill_at = [t0 + cfg.seconds * (i + 0.6) / (cfg.client_kills + 0.5) for i in range(cfg.client_kills)]
     pause_at: float | None = t0 + cfg.seconds * 0.3 if cfg.pause_seconds > 0 else None
     resume_at: float | None = None
     next_kill = t0 + cfg.kill_every
-    while any(p.is_alive() for p in producers) or restart_at or client_kill_at or pause_at or resume_at:
+    while (any(p.is_alive() for p in producers) or restart_at or client_kill_at or pause_at or resume_at
+           or recorder_kill_at or recorder_restart_at):
         now = time.monotonic()
         pool.check()
+        if recorder is not None and recorder_kill_at is not None and now >= recorder_kill_at:
+            recorder_kill_at = None
+            recorder.kill()
+            recorder_restart_at = now + 1.0
+            log("chaos: recorder SIGKILLed")
+        if recorder is not None and recorder_restart_at is not None and now >= recorder_restart_at:
+            recorder_restart_at = None
+            recorder.start()
+        elif recorder is not None and recorder_restart_at is None:
+            recorder.supervise()  # restarted like systemd would when it exits on its own
         if now >= next_kill and any(p.is_alive() for p in producers):
             victim = pool.kill_random(rng)
             if victim is not None:

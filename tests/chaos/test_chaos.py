@@ -56,6 +56,11 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     assert result.client_kills == CFG.client_kills
     # one SIGKILL per second of the window, except while the harness restarts Redis
     assert result.kills >= 0.75 * CFG.seconds / CFG.kill_every
+    # the history recorder, SIGKILLed mid-run and restarted, holds every event of the stream exactly once
+    assert result.details["recorder_kills"] == 1
+    assert result.details["recorder_starts"] == 2 + len(result.details["recorder_exits"])
+    assert result.details["recorded_events"] == result.details["stream_events"] > 0
+    assert result.details["recorder_missing"] == result.details["recorder_duplicates"] == 0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 
 import sbqueue
-from sbqueue import _cluster
 from sbqueue._core.keys import _glob_escape
+from sbqueue.connection import cluster as _cluster
+from sbqueue.connection import cluster_nodes
 
 from .conftest import Cluster
 
 
 def wipe(client: Any, pfx: str) -> None:
     """UNLINK every key under ``pfx:`` on every master (keys of several slots: one command each)."""
-    for node in _cluster.primaries(client):
+    for node in cluster_nodes.primaries(client):
         keys = list(node.scan_iter(match=_glob_escape(pfx) + ":*", count=1000))
         pipe = node.pipeline(transaction=False)
         for key in keys:

@@ -22,11 +22,13 @@ import redis.asyncio.cluster
 import redis.cluster
 
 import sbqueue
-from sbqueue import _cluster, connection
-from sbqueue.events import QueueEvents
-from sbqueue.exporter import QueueCollector, connect_exporter
+from sbqueue import clients, connection
+from sbqueue.connection import cluster as _cluster
+from sbqueue.connection import cluster_nodes
+from sbqueue.engine.events import QueueEvents
+from sbqueue.engine.worker import Worker
 from sbqueue.inspection import Inspector
-from sbqueue.worker import Worker
+from sbqueue.ops.exporter import QueueCollector, connect_exporter
 from tests.processors import wait_for
 from tests.queue_flavours import FLAVOURS, QueueFactory, complete, fail, fetch
 
@@ -108,19 +110,19 @@ def test_connect_picks_cluster_clients(url: str, redis_cluster: Cluster, cc: Any
     single.close()
     with pytest.raises(sbqueue.ConfigurationError, match="cluster=1 or cluster=0"):
         sbqueue.connect(f"{url}?cluster=maybe")
-    assert connection.coerce(cc) is cc
+    assert clients.sync_client(cc) == (cc, False)  # decodes already: used as it is
 
     async def async_side() -> None:
         made = connection.connect_async(url)
         assert isinstance(made, redis.asyncio.cluster.RedisCluster)
-        twin = connection.coerce_async(cc)  # a sync cluster client -> an asyncio one on the same cluster
-        assert isinstance(twin, redis.asyncio.cluster.RedisCluster)
+        twin, owned = clients.async_client(cc)  # a sync cluster client -> an asyncio one on the same cluster
+        assert isinstance(twin, redis.asyncio.cluster.RedisCluster) and owned
         assert await made.ping() and await twin.ping()
         await made.aclose()
         await twin.aclose()
 
     asyncio.run(async_side())
-    twin = connection.sync_twin(cc, client_name="sbqt-twin")
+    twin = clients.sync_twin(cc, client_name="sbqt-twin")
     try:
         assert twin.client_getname() == "sbqt-twin"
         assert {a for a, _ in _cluster.addresses(twin)} == {"127.0.0.1"}
@@ -288,7 +290,7 @@ def test_worker_on_cluster(layout: Layout, url: str, cc: Any) -> None:
 # --- no hash tag: a clear error, before any write ------------------------------------------------------------------
 def test_untagged_queue_is_refused_before_any_write(url: str, cc: Any) -> None:
     pfx = f"sbqt{uuid.uuid4().hex[:10]}"
-    before = _cluster.dbsize(cc)
+    before = cluster_nodes.dbsize(cc)
     for make in (
         lambda: sbqueue.Queue("plain", url, prefix=pfx),
         lambda: sbqueue.Queue("plain", cc, prefix=pfx),
@@ -301,10 +303,23 @@ def test_untagged_queue_is_refused_before_any_write(url: str, cc: Any) -> None:
             make()
         text = str(info.value)
         assert "hash tag" in text and f"prefix='{{{pfx}}}'" in text and "'{plain}'" in text
-    assert keys_by_node(cc, pfx) == {} and _cluster.dbsize(cc) == before
+    assert keys_by_node(cc, pfx) == {} and cluster_nodes.dbsize(cc) == before
     # the same names are fine on a single server, and tagged ones on the cluster
     tagged = sbqueue.Queue("{plain}", cc, prefix=pfx)
     tagged.close()
+
+
+def test_min_replicas_is_refused_on_a_cluster_before_any_write(url: str, cc: Any) -> None:
+    """WAIT must follow the add on the connection that made it; a cluster pipeline cannot promise that."""
+    pfx = f"{{sbqt{uuid.uuid4().hex[:10]}}}"
+    before = cluster_nodes.dbsize(cc)
+    for make in (lambda: sbqueue.Queue("q", url, prefix=pfx, min_replicas=1),
+                 lambda: sbqueue.Queue("q", cc, prefix=pfx, min_replicas=1),
+                 lambda: sbqueue.AsyncQueue("q", url, prefix=pfx, min_replicas=1)):
+        with pytest.raises(sbqueue.ConfigurationError, match="min_replicas=1 is not supported on Redis Cluster"):
+            make()
+    assert keys_by_node(cc, pfx) == {} and cluster_nodes.dbsize(cc) == before
+    sbqueue.Queue("q", cc, prefix=pfx, min_replicas=0).close()  # the default is fine
 
 
 # --- discovery on every master -----------------------------------------------------------------------------------
@@ -367,7 +382,7 @@ def test_get_workers_sees_workers_on_every_node(url: str, cc: Any, spread: tuple
     queues = [sbqueue.Queue(name, cc, prefix=pfx) for name in sorted(names)]
     try:
         for i, (name, q) in enumerate(zip(sorted(names), queues, strict=True)):
-            listed = wait_for(lambda q=q: q.get_workers(), 5, what=f"the worker of {name}")
+            listed = wait_for(lambda q=q: q.get_workers(), 20, what=f"the worker of {name}")
             assert [(c["rawname"], c["node"]) for c in listed] == [(q.keys.client_name(f"w{i}"), names[name])]
         insp = Inspector(cc, pfx)
         try:
@@ -443,7 +458,7 @@ def test_blocking_client_follows_moved(url: str, cc: Any, redis_cluster: Cluster
 
     asyncio.run(scenario())
     time.sleep(0.05)
-    named = [c for c in _cluster.client_list(cc) if c.get("name") == "sbqt-blocking"]
+    named = [c for c in cluster_nodes.client_list(cc) if c.get("name") == "sbqt-blocking"]
     assert named == []  # closed
 
 
@@ -480,3 +495,20 @@ def test_acl_roles_with_cluster_rules_run_a_queue_on_every_node(url: str, cc: An
         cc.execute_command("ACL", "DELUSER", user, target_nodes=cc.get_nodes())
         for key in cc.scan_iter(match=f"{pfx}:*"):
             cc.delete(key)
+
+
+@pytest.mark.parametrize("form", ["cluster-bytes", "asyncio-cluster-bytes"])
+def test_every_class_with_a_users_cluster_client(redis_cluster: Cluster, cc: Any, form: str) -> None:
+    """The client-matrix cycle (tests/clients) with the cluster clients redis-py makes by default (bytes)."""
+    from tests.clients.test_client_matrix import full_cycle
+
+    port = redis_cluster.ports[0]
+    user_client: Any = (redis.cluster.RedisCluster(host="127.0.0.1", port=port) if form == "cluster-bytes"
+                        else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port))  # fmt: skip
+    pfx = f"{{sbqt{uuid.uuid4().hex[:8]}}}"
+    try:
+        full_cycle(user_client, pfx)
+    finally:
+        wipe(cc, pfx)
+        if form == "cluster-bytes":
+            user_client.close()

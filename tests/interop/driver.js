@@ -11,7 +11,7 @@
 // The action contract (parameter names and result shapes) is documented in README.md next to this file.
 'use strict';
 
-const { Queue, Worker, QueueEvents, UnrecoverableError } = require('bullmq');
+const { Queue, Worker, QueueEvents, UnrecoverableError, FlowProducer, WaitingChildrenError } = require('bullmq');
 const IORedis = require('ioredis');
 
 // Nothing but our own JSON lines may reach stdout.
@@ -197,9 +197,64 @@ const queueActions = {
     return { ok: true };
   },
 
+  // the BullMQ 6 getters of issue 19: counts per priority, rate-limit TTL, deduplication owners
+  async getters(queue, req) {
+    const dedupJobIds = {};
+    for (const id of req.dedupIds || []) dedupJobIds[id] = nn(await queue.getDeduplicationJobId(id));
+    return {
+      countsPerPriority: await queue.getCountsPerPriority(req.priorities || [0]),
+      rateLimitTtl: await queue.getRateLimitTtl(),
+      rateLimitTtlFor: req.maxJobs === undefined ? null : await queue.getRateLimitTtl(req.maxJobs),
+      dedupJobIds,
+    };
+  },
+
+  async removeDeduplicationKey(queue, req) {
+    return { removed: await queue.removeDeduplicationKey(req.dedupId) };
+  },
+
+  async trimEvents(queue, req) {
+    return { trimmed: await queue.trimEvents(req.maxLength) };
+  },
+
   async setGlobalRateLimit(queue, req) {
     await queue.setGlobalRateLimit(req.max, req.duration);
     return { ok: true };
+  },
+
+  // flows: FlowProducer.add / addBulk of BullMQ-shaped trees ({name, queueName, data?, opts?, children?, prefix?})
+  async addFlow(queue, req) {
+    return withFlowProducer(req, async fp => ({ tree: flowTree(await fp.add(req.flow)) }));
+  },
+
+  async addFlows(queue, req) {
+    return withFlowProducer(req, async fp => ({ trees: (await fp.addBulk(req.flows)).map(flowTree) }));
+  },
+
+  async getFlow(queue, req) {
+    return withFlowProducer(req, async fp => {
+      const node = await fp.getFlow({ id: String(req.jobId), queueName: req.queue, prefix: req.prefix || 'bull',
+        depth: req.depth, maxChildren: req.maxChildren });
+      return { tree: node ? flowTree(node) : null };
+    });
+  },
+
+  // a job's flow view: {parentKey, parent, childrenValues, ignored, dependencies, counts}
+  async flowInfo(queue, req) {
+    const job = await getJobOrThrow(queue, req.jobId);
+    return {
+      parentKey: nn(job.parentKey),
+      parent: nn(job.parent),
+      childrenValues: nn(await job.getChildrenValues()),
+      ignored: await job.getIgnoredChildrenFailures(),
+      dependencies: await job.getDependencies(),
+      counts: await job.getDependenciesCount(),
+    };
+  },
+
+  async removeChildDependency(queue, req) {
+    const job = await getJobOrThrow(queue, req.jobId);
+    return { removed: await job.removeChildDependency() };
   },
 
   async inspect(queue, req) {
@@ -232,6 +287,21 @@ const queueActions = {
   },
 };
 
+function flowTree(node) {
+  const out = { id: node.job.id, name: node.job.name, queueName: node.job.queueName };
+  if (node.children) out.children = node.children.map(flowTree);
+  return out;
+}
+
+async function withFlowProducer(req, fn) {
+  const fp = new FlowProducer(baseOpts(req));
+  try {
+    return await fn(fp);
+  } finally {
+    await fp.close();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // work: a Worker that processes jobs under a script (fail / hang / sleep / progress) and reports what it did
 
@@ -259,8 +329,9 @@ function failureFor(req, job) {
   return { message: String(rule), unrecoverable };
 }
 
-function returnValueFor(req, job) {
+async function returnValueFor(req, job) {
   if (req.returnValue === 'echo') return job.data;
+  if (req.returnValue === 'children') return job.getChildrenValues();
   return req.returnValue === undefined ? null : req.returnValue;
 }
 
@@ -300,7 +371,7 @@ async function work(req) {
     writeLine({ ready: true, active: [...active], workerId: worker.id });
   };
 
-  const processor = async job => {
+  const processor = async (job, token) => {
     const t0 = Date.now();
     running += 1;
     lastActivity = t0;
@@ -317,6 +388,15 @@ async function work(req) {
         await job.updateProgress(req.progress === true ? 50 : req.progress);
         await job.log('node log line');
       }
+      if (req.step && !job.data.step) {
+        // the step pattern: add a child to this job, then wait for it (runs again once it is done)
+        const childQueue = new Queue(req.step.queue, baseOpts(req));
+        await childQueue.add(req.step.name || 'step-child', req.step.data || {},
+          { parent: { id: job.id, queue: job.queueQualifiedName } });
+        await childQueue.close();
+        await job.updateData({ ...job.data, step: 1 });
+        if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+      }
       const failure = failureFor(req, job);
       if (failure) {
         const attempts = job.opts.attempts || 1;
@@ -330,7 +410,7 @@ async function work(req) {
       }
       predictedFinals += 1;
       if (count && predictedFinals >= count) stop('count');
-      return returnValueFor(req, job);
+      return await returnValueFor(req, job);
     } finally {
       running -= 1;
       active.delete(job.id);
@@ -356,6 +436,7 @@ async function work(req) {
       attemptsStarted: job.attemptsStarted,
       startedAt: nn(startedAt.get(`${job.id}/${attempt}`)),
       finishedAt: Date.now(),
+      ...(req.recordOpts ? { opts: nn(job.opts) } : {}),
       ...extra,
     });
   };

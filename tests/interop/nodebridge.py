@@ -24,7 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "driver.js"
 #: the exact BullMQ version the lockfile pins
-BULLMQ_VERSION = "6.7.0"
+BULLMQ_VERSION = "6.7.6"
 #: request bodies larger than this go through stdin (one argv string is capped at 128 KiB on Linux)
 MAX_ARGV_REQUEST = 64 * 1024
 

@@ -1,4 +1,4 @@
-"""The Node side of the interop suite on its own: driver.js drives real BullMQ 6.7.0 on the test Redis.
+"""The Node side of the interop suite on its own: driver.js drives real BullMQ 6.7.6 on the test Redis.
 
 These tests pin the driver's contract (what each action does and returns) before the cross-language
 scenarios use it; assertions are made both through the driver and directly on the Redis keys.
@@ -104,8 +104,8 @@ def test_add_every_kind_then_inspect(node: NodeDriver, prefix: str, r: redis.Red
     assert jobs["retrying"]["opts"]["attempts"] == 3
     assert jobs["retrying"]["opts"]["backoff"] == {"type": "fixed", "delay": 100}
     assert jobs["plain-a"]["attemptsMade"] == 0
-    assert info["meta"]["version"] == "bullmq:6.7.0"
-    assert r.hget(k(prefix, "meta"), "version") == "bullmq:6.7.0"
+    assert info["meta"]["version"] == "bullmq:6.7.6"
+    assert r.hget(k(prefix, "meta"), "version") == "bullmq:6.7.6"
 
     one = node.run(prefix, Q, "inspect", ids=["4", "nope"])
     assert [j["id"] for j in one["jobs"]] == ["4", "nope"]

@@ -25,7 +25,7 @@ def nbval(args: list[str], redis_url: str, timeout: int = 600) -> subprocess.Com
 
 def test_all_notebooks_run_nbval_lax(redis_url: str) -> None:
     notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert len(notebooks) == 7
+    assert len(notebooks) == 8
     res = nbval(["--nbval-lax", *notebooks], redis_url)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert " passed" in res.stdout and "failed" not in res.stdout, res.stdout[-2000:]

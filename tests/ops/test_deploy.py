@@ -31,7 +31,7 @@ import pytest
 import redis
 import yaml
 
-from sbqueue.embedded import free_port
+from sbqueue.connection.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -81,6 +81,8 @@ QUEUE_METRICS = frozenset(
         "bullmq_job_duration_seconds_count",
         "bullmq_queue_oldest_waiting_seconds",
         "bullmq_queue_workers",
+        "sbqueue_redis_full",  # Redis at maxmemory under noeviction (refuses writes)
+        "sbqueue_dead_letters",  # letters waiting in each dead-letter queue
     }
 )
 #: Every name the rules and the dashboard may use; the exporter tests cross-check it against a real scrape.
@@ -103,8 +105,8 @@ REQUIRED_ALERTS = (
     "QueueHighFailureRate",
     "RedisEvictedKeysOnQueueRedis",
 )
-RUNBOOKS = frozenset({"stuck-jobs", "stalled-jobs", "failed-jobs", "redis-memory", "redis-health"})
-RUNBOOK_URL = re.compile(r"^https://github\.com/sbqueue/sbqueue/blob/main/runbooks/(?P<name>[a-z-]+)\.ipynb$")
+RUNBOOKS = frozenset({"stuck-jobs", "stalled-jobs", "failed-jobs", "redis-memory", "redis-health", "job-latency"})
+RUNBOOK_URL = re.compile(r"^https://github\.com/sbqueue/sbqueue/blob/main/sbqueue/workbench/runbooks/(?P<name>[a-z-]+)\.ipynb$")
 
 #: The seed's durability and capacity settings, pinned here so the file cannot drift from them
 #: (values as CONFIG GET reports them), and noeviction instead of the seed's allkeys-lru.
@@ -479,6 +481,25 @@ def test_sbqueue_exporter_deployment() -> None:
     assert args[args.index("--url") + 1].startswith("redis://:$(REDIS_PASSWORD)@")
 
 
+def test_recorder_deployment_is_a_single_writer_with_a_volume() -> None:
+    """`sbqueue record --to /history` (parsed by the real CLI), one replica, Recreate, the dataset on a PVC."""
+    from sbqueue.cli.app import build_parser
+
+    index = k8s_index()
+    recorder = index[("Deployment", "sbqueue-recorder")]
+    assert recorder["spec"]["replicas"] == 1 and recorder["spec"]["strategy"]["type"] == "Recreate"
+    (container,) = containers(recorder)
+    args = _args(container)
+    assert args[:2] == ["sbqueue", "record"], "exec form: sbqueue must be PID 1 to receive SIGTERM"
+    parsed = build_parser().parse_args(args[1:])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert parsed.to in mounts.values()
+    volumes = {v["name"]: v for v in recorder["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes[next(n for n, p in mounts.items() if p == parsed.to)]["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in index
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_worker_deployment_shuts_down_gracefully() -> None:
     """terminationGracePeriodSeconds leaves the worker's --shutdown-timeout plus a margin before SIGKILL."""
     index = k8s_index()
@@ -490,6 +511,35 @@ def test_worker_deployment_shuts_down_gracefully() -> None:
     shutdown_timeout = int(args[args.index("--shutdown-timeout") + 1])
     grace = int(worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
     assert grace >= shutdown_timeout + 5
+
+
+def test_backup_cronjob() -> None:
+    """A daily `sbqueue backup --all` CronJob whose arguments sbqueue's own CLI accepts, never two at once,
+    password from the Secret, writing to a PersistentVolumeClaim defined beside it."""
+    from croniter import croniter
+
+    from sbqueue.cli.app import build_parser
+
+    index = k8s_index()
+    cron = index[("CronJob", "sbqueue-backup")]
+    assert croniter.is_valid(cron["spec"]["schedule"])
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in ("OnFailure", "Never")
+    (container,) = pod["containers"]
+    args = _args(container)
+    assert args[:2] == ["sbqueue", "backup"]
+    parsed = build_parser().parse_args(args[1:])
+    assert parsed.all and parsed.rdb is None and parsed.url.startswith("redis://:$(REDIS_PASSWORD)@sbqueue-redis:")
+    (env,) = container["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "sbqueue-redis", "key": "password"}
+    # the file lands in the working directory, which is the mounted claim
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (name,) = [n for n, path in mounts.items() if path == container["workingDir"]]
+    claim = volumes[name]["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in index
+    assert parsed.output is None or parsed.output.startswith(container["workingDir"])
 
 
 def test_services_and_monitors_select_real_targets() -> None:
@@ -633,7 +683,8 @@ def _unit(name: str) -> configparser.ConfigParser:
 def test_systemd_units() -> None:
     """Unit files have their sections; Redis gets enough descriptors; workers stop before SIGKILL."""
     names = sorted(p.name for p in SYSTEMD.glob("*.service"))
-    assert names == ["sbqueue-exporter.service", "sbqueue-redis.service", "sbqueue-worker@.service"]
+    assert names == ["sbqueue-backup.service", "sbqueue-exporter.service", "sbqueue-recorder.service",
+                     "sbqueue-redis.service", "sbqueue-worker@.service"]  # fmt: skip
     for name in names:
         assert {"Unit", "Service", "Install"} <= set(_unit(name).sections()), name
     redis_unit = _unit("sbqueue-redis.service")["Service"]
@@ -644,3 +695,28 @@ def test_systemd_units() -> None:
     assert args[1:3] == ["worker", "%i"]
     assert int(worker["TimeoutStopSec"]) >= _shutdown_timeout(args) + 5
     assert worker["KillSignal"] == "SIGTERM"
+    recorder = _unit("sbqueue-recorder.service")["Service"]
+    from sbqueue.cli.app import build_parser
+
+    parsed = build_parser().parse_args(recorder["ExecStart"].split()[1:])
+    assert parsed.command == "record" and parsed.to.startswith("/var/lib/sbqueue/")
+    assert recorder["StateDirectory"] == parsed.to.removeprefix("/var/lib/"), "systemd creates the dataset folder"
+    assert recorder["KillSignal"] == "SIGTERM"
+
+
+def test_systemd_backup_timer() -> None:
+    """A daily timer starts a oneshot `sbqueue backup --all` whose arguments sbqueue's CLI accepts, writing only
+    to its backup directory."""
+    from sbqueue.cli.app import build_parser
+
+    timer = _unit("sbqueue-backup.timer")
+    assert {"Unit", "Timer", "Install"} <= set(timer.sections())
+    assert timer["Timer"]["Unit"] == "sbqueue-backup.service" and timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    service = _unit("sbqueue-backup.service")["Service"]
+    assert service["Type"] == "oneshot" and service["ProtectSystem"] == "strict"
+    args = service["ExecStart"].split()
+    parsed = build_parser().parse_args(args[1:])
+    assert parsed.command == "backup" and parsed.all and parsed.url == "${SBQUEUE_REDIS_URL}"
+    assert service["ReadWritePaths"].lstrip("-") == parsed.output
+    assert parsed.output in service["ExecStartPre"]

@@ -31,10 +31,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from sbqueue import Job, Queue, Worker, embedded
-from sbqueue.cli import _exporter, build_parser
+from sbqueue.cli.app import _exporter, build_parser
+from sbqueue.cli.exporter import parse_queues, serve
 from sbqueue.errors import InvalidOptionError, InvalidQueueNameError
-from sbqueue.exporter import STATE_GAUGES, QueueCollector, connect_exporter
-from sbqueue.exporter_cli import parse_queues, serve
+from sbqueue.ops.exporter import STATE_GAUGES, QueueCollector, connect_exporter
 from tests.conftest import delete_prefix, snapshot
 from tests.ops.test_deploy import (
     COMPOSE,
@@ -51,6 +51,7 @@ from tests.ops.test_deploy import (
     free_port,
     k8s_index,
     metric_names,
+    promtool,
 )
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -278,6 +279,72 @@ def test_oldest_waiting_and_workers(r: redis.Redis, prefix: str, exporter: Calla
     assert value(served.scrape(), "bullmq_queue_workers", queue="slow") == 0
 
 
+def dead_letter_jobs(r: redis.Redis, prefix: str, jobs: list[dict[str, Any]], dlq: str = "orders-dlq") -> None:
+    """Add ``jobs`` (add() options) to queue ``orders`` and let a worker with ``dead_letter_queue=dlq`` fail them."""
+    orders = Queue("orders", r, prefix=prefix)
+    for opts in jobs:
+        orders.add("charge", {}, **opts)
+
+    def fail(job: Job) -> None:
+        raise ValueError("card declined")
+
+    worker = Worker("orders", fail, r, prefix, dead_letter_queue=dlq).start()
+    try:
+        wait_for(lambda: worker.failed_count >= len(jobs), what="jobs dead-lettered")
+    finally:
+        worker.close()
+
+
+def test_dead_letters_gauge_per_dead_letter_queue(r: redis.Redis, prefix: str, exporter: Callable[..., Served]) -> None:
+    """sbqueue_dead_letters{queue} = waiting + prioritized + delayed of each DLQ (registry or a letter next in
+    line), no sample for other queues; one SMEMBERS per scrape whatever the number of letters; promtool-clean."""
+    dead_letter_jobs(r, prefix, [{}, {}, {"priority": 4}, {"dead_letter_queue": "legacy-dlq"}])
+    registry = f"{prefix}:sbqueue:dead-letter-queues"
+    assert r.smembers(registry) == {"orders-dlq", "legacy-dlq"}
+    r.srem(registry, "legacy-dlq")  # as if written by a worker whose ACL refused the SADD: found by its letter
+    Queue("orders-dlq", r, prefix=prefix).add("not a letter", {}, delay=60_000)  # delayed counts too
+    served = exporter(prefix)
+    sent: list[tuple[Any, ...]] = []
+    pipeline = served.collector.client.pipeline
+
+    def recording_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute_command = pipe.execute_command
+        pipe.execute_command = lambda *a, **k: sent.append(a) or execute_command(*a, **k)
+        return pipe
+
+    served.collector.client.pipeline = recording_pipeline  # type: ignore[method-assign]
+    samples = served.scrape()
+    assert value(samples, "sbqueue_dead_letters", queue="orders-dlq") == 4  # 2 waiting, 1 prioritized, 1 delayed
+    assert value(samples, "sbqueue_dead_letters", queue="legacy-dlq") == 1
+    assert {s.labels["queue"] for s in samples if s.name == "sbqueue_dead_letters"} == {"orders-dlq", "legacy-dlq"}
+    assert [a for a in sent if a[0] == "SMEMBERS"] == [("SMEMBERS", registry)]
+    assert not [a for a in sent if a[0] in ("LRANGE", "ZRANGE", "HGETALL")]  # no per-letter reads
+    # promtool's lint on the new family (the whole exposition keeps names it flags: bullmq_job_count is
+    # BullMQ's own, redis_*_sec redis_exporter's)
+    lines = [line for line in served.texts[-1].splitlines() if "sbqueue_dead_letters" in line]
+    run_promtool_metrics("\n".join(lines) + "\n")
+
+    # consumed (here: drained): the DLQs keep a 0 sample, the one found by its letter too
+    for name in ("orders-dlq", "legacy-dlq"):
+        Queue(name, r, prefix=prefix).drain(delayed=True)
+    samples = served.scrape()
+    assert value(samples, "sbqueue_dead_letters", queue="orders-dlq") == 0
+    assert value(samples, "sbqueue_dead_letters", queue="legacy-dlq") == 0
+    r.delete(registry)
+    r.set(registry, "not a set")  # a foreign key: no error, the DLQs known so far stay known
+    samples = served.scrape()
+    assert value(samples, "sbqueue_exporter_scrape_errors_total") == 0
+    assert value(samples, "sbqueue_dead_letters", queue="legacy-dlq") == 0
+
+
+def run_promtool_metrics(text: str) -> None:
+    assert text.strip()
+    res = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60,
+                         check=False)  # fmt: skip
+    assert res.returncode == 0, f"promtool check metrics failed:\n{res.stdout}{res.stderr}"
+
+
 # ----------------------------------------------------------------------------------------------- discovery
 
 
@@ -359,7 +426,7 @@ def test_redis_outage_gives_redis_up_0_and_recovers(
         with Queue("jobs", url, prefix="p") as queue:
             queue.add("a", {})
         served = exporter("p", url=url)
-        caplog.set_level(logging.INFO, logger="sbqueue.exporter")
+        caplog.set_level(logging.INFO, logger="sbqueue.ops.exporter")
         up = served.scrape()
         assert value(up, "redis_up") == 1 and value(up, "bullmq_queue_waiting", queue="jobs") == 1
 
@@ -403,6 +470,7 @@ def test_every_metric_of_the_rules_and_dashboard_is_scraped(
     """alerts.yml and the dashboard only use names a real scrape has; EXPORTER_METRICS ⊆ scraped names."""
     queue = Queue("names", r, prefix=prefix)
     queue.add("a", {})
+    dead_letter_jobs(r, prefix, [{}])  # a dead-letter queue: sbqueue_dead_letters
     served = exporter(prefix)
     served.scrape()
     run_jobs(queue, r, 1)
@@ -451,7 +519,7 @@ def test_read_only_acl_user_and_no_password_in_metrics_or_logs(
                   commands=["+info", "+slowlog", "+client|list", "+client|setname", "+time", "+ping"])  # fmt: skip
     parts = urlsplit(redis_url)
     base = f"{parts.hostname}:{parts.port}{parts.path}"
-    caplog.set_level(logging.INFO, logger="sbqueue.exporter")
+    caplog.set_level(logging.INFO, logger="sbqueue.ops.exporter")
     try:
         before = snapshot(r, prefix)
         served = exporter(prefix, url=f"redis://{user}:{password}@{base}")
@@ -532,3 +600,6 @@ def test_cli_serves_until_sigterm(r: redis.Redis, redis_url: str, prefix: str) -
             proc.communicate()
     assert proc.returncode == 0, err.decode(errors="replace")
     assert b"serving http://127.0.0.1" in err
+    # a queue that does not exist is named, with what does exist (it is still exported, as zeros)
+    assert f"queue(s) absent do not exist under prefix '{prefix}'".encode() in err
+    assert b"cli" in err.split(b"do not exist", 1)[1]

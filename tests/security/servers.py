@@ -23,7 +23,7 @@ from urllib.parse import quote
 import redis
 
 from sbqueue import embedded
-from sbqueue.embedded import free_port
+from sbqueue.connection.embedded import free_port
 
 #: the TLS-capable server to prefer (Debian's build links OpenSSL); the embedded 6.2 one has no TLS
 SYSTEM_REDIS = "/usr/bin/redis-server"
@@ -118,7 +118,7 @@ class PrivateRedis:
     :meth:`admin` is a superuser client."""
 
     def __init__(self, home: Path, *, binary: str | None = None, certs: Certs | None = None,
-                 password: str | None = None) -> None:  # fmt: skip
+                 password: str | None = None, unixsocket: bool = False) -> None:  # fmt: skip
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
         self.binary = binary or (tls_binary() if certs else any_binary())
@@ -126,6 +126,8 @@ class PrivateRedis:
             raise RuntimeError("no redis-server with TLS support found")
         self.certs = certs
         self.password = password
+        #: a unix socket beside the TCP port, when asked for (``unix_socket_path=`` clients)
+        self.socket: Path | None = home / "redis.sock" if unixsocket else None
         self.port = free_port()
         self.log = home / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -141,6 +143,8 @@ class PrivateRedis:
             args += ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.socket:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         return args
 
     def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0, **query: str) -> str:

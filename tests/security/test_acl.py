@@ -1,4 +1,4 @@
-"""AUTH and ACLs: a password-only server (``requirepass``) and one ACL user per role (``sbqueue.acl``).
+"""AUTH and ACLs: a password-only server (``requirepass``) and one ACL user per role (``sbqueue.ops.acl``).
 
 Each role runs its whole job with its minimal rules — no command refused (the server's ACL LOG has no entry
 for the user) — and cannot do more: no FLUSHALL/CONFIG SET/KEYS, no key outside ``<prefix>:*``, no write for
@@ -117,8 +117,8 @@ def cannot_do_more(client: redis.Redis, prefix: str) -> None:
 
 # --- the rules themselves ----------------------------------------------------------------------------------
 def test_rules_are_derived_and_cover_every_script() -> None:
-    assigned = set(acl.ROLE_SCRIPTS["producer"]) | set(acl.ROLE_SCRIPTS["worker"])
-    assert assigned == set(script_names()), "every Lua script belongs to a role"
+    assigned = set(acl.ROLE_SCRIPTS["producer"]) | set(acl.ROLE_SCRIPTS["worker"]) | set(acl.ADMIN_SCRIPTS)
+    assert assigned == set(script_names()), "every Lua script belongs to a role (or is for administrators)"
     for role, text in (("producer", acl.PRODUCER_ACL), ("worker", acl.WORKER_ACL)):
         rules = text.split()
         assert rules[:4] == ["resetkeys", "~bull:*", "resetchannels", "-@all"], role
@@ -157,7 +157,7 @@ def test_requirepass_password_only(private_server: PrivateRedis) -> None:
             assert ADMIN_PASSWORD not in repr(insp)
         from prometheus_client import CollectorRegistry, generate_latest
 
-        from sbqueue.exporter import QueueCollector, connect_exporter
+        from sbqueue.ops.exporter import QueueCollector, connect_exporter
 
         client = connect_exporter(url)
         registry = CollectorRegistry()
@@ -188,6 +188,11 @@ def producer_workload(url: str, prefix: str) -> int:
     delayed = q.add("later", {}, delay=60_000)
     prio = q.add("urgent", {}, priority=2)
     q.add_bulk([{"name": "bulk", "data": {"i": i}} for i in range(5)])
+    flow = sbqueue.FlowProducer(url, prefix=prefix).add(
+        {"name": "p", "queue_name": "orders", "children": [{"name": "c", "queue_name": "orders-kids"}]}
+    )
+    assert flow.job.get_dependencies_count()["unprocessed"] == 1 and q.get_flow(flow.job.id) is not None
+    assert flow.job.get_dependencies(unprocessed=True)["unprocessed_cursor"] == 0
     q.upsert_job_scheduler("tick", every=60_000, name="tick", data={"t": 1})
     assert q.get_job_scheduler("tick") is not None and len(q.get_job_schedulers()) == 1
     assert q.get_job(job.id).data == {"x": 1} and q.get_job_state(job.id) == "waiting"
@@ -226,6 +231,16 @@ def producer_workload(url: str, prefix: str) -> int:
         q.retry_job("missing")
     q.remove(job.id)
     q.remove_job_scheduler("tick")
+    assert set(q.get_counts_per_priority([0, 1, 2])) == {0, 1, 2}
+    q.get_rate_limit_ttl()
+    q.remove_rate_limit_key()
+    owner = q.add("dedup", {}, deduplication={"id": "d2"})
+    assert q.get_deduplication_job_id("d2") == owner.id and q.remove_deduplication_key("d2") == 1
+    waiter = sbqueue.QueueEvents("orders", url, prefix=prefix, block_ms=100)
+    with pytest.raises(sbqueue.WaitTimeoutError):  # no worker here: the wait reads the job and times out
+        q.add("w", {}).wait_until_finished(waiter, timeout=0.05)
+    waiter.close()
+    q.trim_events(100_000)
     q.drain(delayed=True)
     read = len(events.read(1000, block_ms=100))
     events.close()

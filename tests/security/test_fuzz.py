@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 import sbqueue
 from sbqueue import cli, connection, reports, runbook
+from sbqueue.engine.worker import Worker
 from sbqueue.inspection import Inspector
-from sbqueue.worker import Worker
 from tests.conftest import snapshot
 
 from .conftest import count
@@ -85,13 +85,15 @@ secrets_st = st.text(alphabet=SECRET_CHARS + "@:/?#%& +=[]!$'()*,;~", min_size=1
     lambda s: any(c in SECRET_CHARS for c in s)
 )
 users = st.text(alphabet="abcdefghijklmnop-_.", max_size=8)
-hosts = st.sampled_from(["127.0.0.1", "", "[::1]", "[::1", "127.0.0.1:", "[]", "[fe80::1%eth0]", "ä@"])
+hosts = st.sampled_from(["127.0.0.1", "", "[::1]", "[::1", "127.0.0.1:", "[]", "[fe80::1%eth0]", "ä@",
+                         f"127.0.0.1:{CLOSED_PORT},127.0.0.1", "127.0.0.1,"])
 # never the default port (a real Redis may listen there), never a name to resolve (no DNS in tests)
 ports = st.sampled_from([f":{CLOSED_PORT}", ":0", ":99999", ":abc", ":-1", ":6379:1"])
 paths = st.sampled_from(["", "/0", "/15", "/x", "//", "/0/1", "/tmp/sbq-nosuch.sock"])
 queries = st.sampled_from(["", "?db=1", "?db=x", "?foo=bar", "?socket_timeout=abc", "?cluster=maybe", "?cluster=0",
                            "?password=XYZ", "?ssl_cert_reqs=required", "?protocol=9", "?ssl_password=XY&db=0"])
-schemes = st.sampled_from(["redis://", "rediss://", "unix://", "http://", "", "redis:/", "REDIS://"])
+schemes = st.sampled_from(["redis://", "rediss://", "unix://", "http://", "", "redis:/", "REDIS://", "redis+sentinel://",
+                           "rediss+sentinel://"])
 
 
 @st.composite
@@ -150,7 +152,7 @@ numbers = st.sampled_from(["0", "1", "-1", "10", "abc", "1e3", "", "999999999999
 
 @st.composite
 def cli_args(draw: st.DrawFn, redis_url: str, prefix: str) -> list[str]:
-    """argv for ``sbqueue.cli.main``: a subcommand, its options with fuzzed values, and stray tokens."""
+    """argv for ``sbqueue.cli.app.main``: a subcommand, its options with fuzzed values, and stray tokens."""
     command = draw(st.sampled_from(["worker", "exporter", "report", "demo", "server", "", "bogus"]))
     good_url = st.just(redis_url)
     bad_url = st.sampled_from(["http://x", "redis://", "redis://h:99999", "unix://", "redis://:XYZ@[::1",
@@ -195,7 +197,7 @@ def cli_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Non
     wait, the report skips papermill. Logging starts unconfigured, as in a fresh process."""
     import papermill
 
-    from sbqueue import exporter_cli
+    from sbqueue.cli import exporter as exporter_cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(Worker, "run", lambda self: None)
@@ -287,13 +289,14 @@ def _bad_or_good(good: st.SearchStrategy[Any], bad_share: int = 4) -> st.SearchS
 @pytest.fixture
 def failed_queue(r: redis.Redis, prefix: str) -> str:
     """A queue with failed jobs of two signatures (so signature/name filters have something to match)."""
-    from tests.queue_flavours import run_finish
+    from tests.queue_flavours import finish_group, run_finish
 
     q = sbqueue.Queue("fz", r, prefix=prefix)
     for i in range(4):
         q.add("send" if i % 2 else "bill", {"i": i})
     _codes, jobs, _ttl, _next = run_finish(q, fetch=4)
-    groups = [[jid, token, "failed", f"boom {i % 2}", "[]", 0, -1, 0, ""] for i, (jid, token, _h) in enumerate(jobs)]
+    groups = [finish_group(jid, token, "failed", f"boom {i % 2}", stacktrace="[]")
+              for i, (jid, token, _h) in enumerate(jobs)]  # fmt: skip
     run_finish(q, groups)
     return "fz"
 

@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 
 import sbqueue
-from sbqueue import connection
+from sbqueue import clients, connection
 from sbqueue.inspection import Inspector
 from tests.processors import wait_for
 
@@ -80,14 +80,14 @@ def test_connect_and_twins_keep_the_tls_options(tls_url: str, certs: Certs) -> N
         kwargs = client.connection_pool.connection_kwargs
         assert client.connection_pool.connection_class is redis.SSLConnection
         assert kwargs["ssl_ca_certs"] == str(certs.ca) and kwargs["ssl_cert_reqs"] == "required"
-        twin = connection.sync_twin(client, socket_timeout=7)
+        twin = clients.sync_twin(client, socket_timeout=7)
         assert twin.connection_pool.connection_class is redis.SSLConnection and twin.ping()
         assert twin.connection_pool.connection_kwargs["ssl_ca_certs"] == str(certs.ca)
         twin.close()
         twin.connection_pool.disconnect()
 
         async def use_async_twin() -> Any:
-            atwin = connection.async_twin(client)
+            atwin = clients.async_twin(client)
             try:
                 assert atwin.connection_pool.connection_class is redis.asyncio.SSLConnection
                 assert atwin.connection_pool.connection_kwargs["ssl_ca_certs"] == str(certs.ca)
@@ -156,7 +156,7 @@ def test_async_queue_over_tls(tls_url: str, prefix: str) -> None:
 def test_exporter_collector_over_tls(tls_url: str, prefix: str) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from sbqueue.exporter import QueueCollector, connect_exporter
+    from sbqueue.ops.exporter import QueueCollector, connect_exporter
 
     q = sbqueue.Queue("exp", tls_url, prefix=prefix)
     q.add_bulk([{"name": "n"} for _ in range(3)])
