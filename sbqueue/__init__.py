@@ -8,6 +8,8 @@ Quick start::
     q.get_job_counts()
 """
 
+from typing import TYPE_CHECKING
+
 from sbqueue import _public_paths
 from sbqueue._core.flow import FlowJob
 from sbqueue._core.states import JobState
@@ -58,15 +60,19 @@ from sbqueue.errors import (
     WaitTimeoutError,
     WorkerProcessError,
 )
-from sbqueue.inspection import Inspector
 
-#: ``History``/``Recorder`` need the ``history`` extra (pyarrow, fsspec): imported on first use
-_LAZY = {"History": "sbqueue.history", "Recorder": "sbqueue.history"}
+if TYPE_CHECKING:  # type checkers and IDEs see the real classes; at run time they load on first use
+    from sbqueue.history import History, Recorder
+    from sbqueue.inspection import Inspector
+
+#: imported on first use: ``History``/``Recorder`` need the ``history`` extra (pyarrow, fsspec), and
+#: ``Inspector`` brings pandas (~0.4 s), which producers, workers and process-pool children never need
+_LAZY = {"History": "sbqueue.history", "Recorder": "sbqueue.history", "Inspector": "sbqueue.inspection"}
 _public_paths.install()  # from sbqueue import runbook, charts, widgets, … (see sbqueue/_public_paths.py)
 
 
 def __getattr__(name: str) -> object:
-    """``sbqueue.History``/``sbqueue.Recorder`` and the public module paths load on first use."""
+    """``sbqueue.Inspector``, ``sbqueue.History``/``sbqueue.Recorder`` and the public module paths load on first use."""
     import importlib
 
     if name in _LAZY:

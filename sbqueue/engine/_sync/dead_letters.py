@@ -22,9 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sbqueue._core import dead_letters as _dead
 from sbqueue._core.keys import QueueKeys, hash_tag
@@ -32,7 +30,9 @@ from sbqueue._core.options import dumps, is_int, validate_count
 from sbqueue.connection import cluster as _cluster
 from sbqueue.engine import audit as _audit
 from sbqueue.engine.scripting import ScriptRunner
-from sbqueue.inspection.schemas import from_records
+
+if TYPE_CHECKING:  # pandas loads when a replay builds its frame: queues and workers start without it
+    import pandas as pd
 
 READ_BATCH = 500  # letters read per pipelined round trip
 ACTIONS = {1: "replayed", -1: "gone", -2: "active", -3: "claimed"}
@@ -47,6 +47,12 @@ def _same_slot(client: Any, a: QueueKeys, b: QueueKeys) -> bool:
 
 def _replayed_ids(_args: Any, frame: pd.DataFrame) -> list[str]:
     return frame.loc[frame["action"] == "replayed", "dead_letter_id"].tolist()
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    from sbqueue.inspection.schemas import from_records
+
+    return from_records("dead_letter_replay", rows)
 
 
 class QueueDeadLetters:
@@ -120,7 +126,7 @@ class QueueDeadLetters:
                    "until": until, "job_ids": job_ids, "limit": limit, "to": to}  # fmt: skip
         if dry_run:
             picks = self._pick_letters(**filters)
-            return from_records("dead_letter_replay", [{**row, "action": "would replay"} for row in picks])
+            return _frame([{**row, "action": "would replay"} for row in picks])
         return self._replay_dead_letters(**filters, batch_size=batch_size)
 
     def _pick_letters(self, *, name: Any, source_queue: Any, failed_reason: Any, since: Any, until: Any,
@@ -170,7 +176,7 @@ class QueueDeadLetters:
                 for row, (code, new_id) in zip(batch, run("replay_dead_letters", args), strict=True):
                     row["action"] = ACTIONS.get(int(code), f"code {code}")
                     row["new_job_id"] = str(new_id) or None
-        return from_records("dead_letter_replay", picks)
+        return _frame(picks)
 
     def _replay_across(self, run: ScriptRunner, target: str, batch: list[dict[str, Any]], now: int) -> None:
         """Replay ``batch`` to ``target`` on another Cluster slot: claim, add under derived ids, remove."""

@@ -15,7 +15,6 @@ from sbqueue._core.states import DEFAULT_COUNT_STATES, STATE_KEYS, check_states
 from sbqueue.connection import cluster_nodes
 from sbqueue.engine.job import Job
 from sbqueue.errors import InvalidOptionError
-from sbqueue.inspection import Inspector, bind
 
 #: reads a bounded get_jobs page makes at most, filling gaps left by ids whose hash is gone (BullMQ: 5)
 GET_JOBS_BACKFILL_READS = 5
@@ -39,6 +38,9 @@ class QueueReads:
         """
         found = getattr(self, "_inspector", None)
         if found is None:
+            # imported here: the inspection layer brings pandas, which producers and workers never need
+            from sbqueue.inspection import Inspector, bind
+
             # the inspector is synchronous and keeps its own client with this queue's settings
             found = self._inspector = bind(Inspector(self._client, self.keys.prefix), self.name)
         return found
