@@ -71,7 +71,10 @@ class Result:
     acknowledged: int
     lost: int
     lost_in: dict[str, int]  # lost jobs acknowledged during each failover (from its start to its end + 1 s)
-    lost_in_stall: int  # acknowledged while the replica was frozen: the asynchronous-replication window
+    #: acknowledged from the replica's freeze until it was promoted: the asynchronous-replication window (from the
+    #: kill -9 to the promotion no server can acknowledge an add, so an ack a producer thread records then is one
+    #: the killed master sent before it died, recorded late on a busy machine)
+    lost_in_stall: int
     #: acknowledged in the REPLICATION_LAG_S just before the stall: the master had acknowledged them but not yet
     #: sent them to the replica when the link dropped (the replication lag itself)
     lost_before_stall: int
@@ -219,6 +222,7 @@ def run(group: SentinelGroup, cfg: Config) -> Result:
         else:
             problems.append("the replica was not promoted within 30 s")
         ends["unplanned"] = now()
+        stall = (stall_start, ends["unplanned"])  # no master until the promotion: see Result.lost_in_stall
         group.restart(old)
         time.sleep(max(cfg.seconds - (now() - t0), 0))
     finally:
