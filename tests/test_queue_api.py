@@ -17,6 +17,7 @@ from redis.crc import key_slot
 
 import sbqueue
 from sbqueue import JobNotFoundError, JobStateError
+from tests.conftest import snapshot
 from tests.queue_flavours import (
     QueueFactory,
     add_and_finish,
@@ -240,19 +241,21 @@ def test_global_concurrency_reached_means_no_marker(q: Any, r: redis.Redis, k: A
     assert r.lrange(k("wait"), 0, -1) == ["2"]
 
 
-def test_add_bulk_is_one_round_trip(redis_url: str, prefix: str, r: redis.Redis) -> None:
+def test_add_bulk_is_one_round_trip(redis_url: str, prefix: str, r: redis.Redis,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     q = sbqueue.Queue("bulk", connection=redis_url, prefix=prefix)
     try:
         q.add("warm-up")  # writes meta once
-        calls: list[str] = []
-        client = q.client
-        original_execute, original_pipeline = client.execute_command, client.pipeline
-        client.execute_command = lambda *a, **kw: calls.append(str(a[0])) or original_execute(*a, **kw)
-        client.pipeline = lambda *a, **kw: calls.append("pipeline") or original_pipeline(*a, **kw)
+        q.add_bulk([{"name": "warm-up"}])  # the server has loaded the script (else: NOSCRIPT, load, send again)
+        sends: list[int] = []
+        original = redis.connection.AbstractConnection.send_packed_command
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
+                            lambda self, command, *a, **kw: sends.append(command) or original(self, command, *a,
+                                                                                                  **kw))  # fmt: skip
         jobs = q.add_bulk([{"name": "b", "data": {"i": i}, "opts": {"priority": i % 3}} for i in range(50)])
-        assert calls == ["pipeline"]
-        assert [j.id for j in jobs] == [str(i) for i in range(2, 52)]
-        assert r.llen(f"{prefix}:bulk:wait") == 1 + 17 and r.zcard(f"{prefix}:bulk:prioritized") == 33
+        assert len(sends) == 1  # every packed call written at once: one round trip
+        assert [j.id for j in jobs] == [str(i) for i in range(3, 53)]
+        assert r.llen(f"{prefix}:bulk:wait") == 2 + 17 and r.zcard(f"{prefix}:bulk:prioritized") == 33
     finally:
         q.close()
 
@@ -1054,3 +1057,22 @@ def test_scheduler_end_date_is_checked_against_now_and_keeps_the_scheduler(q: An
     assert q._schedule_next(q.get_job(next_id), start + 1600) is None
     assert r.zscore(k("repeat"), "e") == millis + 2000 and r.exists(k("repeat:e")) == 1
     assert [s["key"] for s in q.get_job_schedulers()] == ["e"]
+
+
+def test_add_bulk_entries_without_opts_share_the_queue_defaults(redis_url: str, prefix: str, r: redis.Redis) -> None:
+    """Entries without ``opts`` are validated once (the queue's defaults) but keep their own name and data; a bad
+    name after them still refuses the whole bulk before anything is written."""
+    q = sbqueue.Queue("bulkdef", connection=redis_url, prefix=prefix, default_job_options={"attempts": 3})
+    try:
+        jobs = q.add_bulk([{"name": "a"}, {"name": "b", "opts": {"priority": 2}}, {"name": "c", "data": {"x": 1}}])
+        stored = [r.hmget(f"{prefix}:bulkdef:{j.id}", "name", "data", "opts") for j in jobs]
+        assert [(n, d, json.loads(o)) for n, d, o in stored] == [("a", "{}", {"attempts": 3}),
+                                                                 ("b", "{}", {"attempts": 3, "priority": 2}),
+                                                                 ("c", '{"x":1}', {"attempts": 3})]  # fmt: skip
+        assert jobs[2].data == {"x": 1} and jobs[2].opts == {"attempts": 3} and jobs[0].opts is not jobs[2].opts
+        before = snapshot(r, prefix)
+        with pytest.raises(sbqueue.InvalidOptionError, match="job name"):
+            q.add_bulk([{"name": "ok"}, {"name": "fine"}, {"name": 7}])
+        assert snapshot(r, prefix) == before
+    finally:
+        q.close()

@@ -275,3 +275,58 @@ def test_a_malformed_spin_budget_is_a_clear_error_at_import() -> None:
     res = subprocess.run([sys.executable, "-c", "import sbqueue"], env=env, capture_output=True, text=True)
     assert res.returncode != 0
     assert "SBQUEUE_SPIN_US must be a number of microseconds, got 'fast'" in res.stderr
+
+
+ADD = ["", "n", "{}", "{}", 1, 0, 0, "0", "", 0, "", ""]  # add_job's ARGV: a plain job
+
+
+def test_batch_sends_calls_at_once_and_reloads_an_unknown_script_for_all_of_them(r: redis.Redis, prefix: str) -> None:
+    """``batch``: one round trip, replies in order, ``then`` last; NOSCRIPT → load → each call runs exactly once."""
+    import uuid
+
+    keys = QueueKeys(prefix, "bnoscript")
+    runner = ScriptRunner(r, keys)
+    assert runner.lean
+    fresh = r.register_script(source("add_job") + f"\n-- {uuid.uuid4().hex}\n")
+    runner._scripts = {**runner._scripts, "add_job": fresh}
+    replies = runner.batch("add_job", [ADD, ADD, ADD], ("WAIT", 0, 0))
+    assert [status for _, status in replies[:3]] == [1, 1, 1] and replies[3] == 0  # WAIT: no replica
+    assert r.lrange(keys.key("wait"), 0, -1) == [replies[2][0], replies[1][0], replies[0][0]]  # once each, in order
+    with pytest.raises(TypeError, match="add_job"):
+        runner.batch("add_job", [ADD, ADD[:3]])
+
+
+def test_batch_reads_every_reply_before_raising_the_first_error(r: redis.Redis, prefix: str) -> None:
+    """As a pipeline: the calls around a failing one run, the first error is raised, the connection stays in step."""
+    keys = QueueKeys(prefix, "berr")
+    runner = ScriptRunner(r, keys)
+    bad = [*ADD[:5], "not a number", *ADD[6:]]  # delay: the script fails on it
+    with pytest.raises(redis.ResponseError):
+        runner.batch("add_job", [ADD, bad, ADD])
+    assert r.llen(keys.key("wait")) == 2
+    assert runner("remove_job", ["no-such-job"]) == -1 and runner.batch("remove_job", [["x"], ["y"]]) == [-1, -1]
+
+
+def test_async_batch_reloads_and_keeps_order(redis_url: str, prefix: str) -> None:
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aredis
+
+    async def go() -> None:
+        client = aredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            keys = QueueKeys(prefix, "abatch")
+            runner = ScriptRunner(client, keys)
+            fresh = client.register_script(source("add_job") + f"\n-- {uuid.uuid4().hex}\n")
+            runner._scripts = {**runner._scripts, "add_job": fresh}
+            replies = await runner.batch("add_job", [ADD, ADD])
+            assert [status for _, status in replies] == [1, 1]
+            assert await client.lrange(keys.key("wait"), 0, -1) == [replies[1][0], replies[0][0]]
+            with pytest.raises(redis.ResponseError):
+                await runner.batch("add_job", [[*ADD[:5], "x", *ADD[6:]]])
+            assert await runner.batch("remove_job", [["x"]]) == [-1]  # in step after the error
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())

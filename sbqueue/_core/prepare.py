@@ -208,10 +208,22 @@ def normalise_opts(opts: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def prepare_job(name: Any, data: Any, options: Mapping[str, Any], *, max_bytes: int = MAX_JOB_BYTES) -> PreparedJob:
-    """Validate one add (``options`` in snake_case) and build the stored ``opts`` JSON."""
+def _validate_name(name: Any) -> str:
     if not isinstance(name, str) or len(name) > 10_000:
         raise InvalidOptionError(f"job name must be a string, got {name!r}", option="name")
+    return name
+
+
+def with_payload(template: PreparedJob, name: Any, data: Any, *, max_bytes: int = MAX_JOB_BYTES) -> PreparedJob:
+    """``template`` (a prepared job without a custom id) for another name and data: a bulk add whose entries
+    share their options validates and encodes them once."""
+    return dataclasses.replace(template, name=_validate_name(name), data=dumps({} if data is None else data, "data",
+                                                                               max_bytes))  # fmt: skip
+
+
+def prepare_job(name: Any, data: Any, options: Mapping[str, Any], *, max_bytes: int = MAX_JOB_BYTES) -> PreparedJob:
+    """Validate one add (``options`` in snake_case) and build the stored ``opts`` JSON."""
+    _validate_name(name)
     data_json = dumps({} if data is None else data, "data", max_bytes)
     stored: dict[str, Any] = {}
     job_id = options.get("job_id")

@@ -3,7 +3,8 @@
 Plain sync and asyncio clients take a lean direct path (:meth:`ScriptRunner._direct`,
 :meth:`ScriptRunner._adirect`): the command is packed once by hiredis and sent on a pooled connection,
 skipping redis-py's per-argument encoding and command layers — for a worker's finish_and_fetch call with
-~100 arguments that is most of the client's time. On Redis Cluster, and for calls queued on a pipeline,
+~100 arguments that is most of the client's time. :meth:`ScriptRunner.batch` sends many calls the same way
+in one round trip (``add_bulk``). On Redis Cluster, and for calls queued on a pipeline,
 redis-py's ``Script`` objects route and pack each call (a cluster pipeline goes through
 :func:`sbqueue.connection.cluster.pipeline_script`).
 """
@@ -92,6 +93,91 @@ class ScriptRunner:
                 return self._adirect(self._scripts[name], args)
         return self._scripts[name](keys=self._keys, args=args, client=client)
 
+    @property
+    def lean(self) -> bool:
+        """Whether :meth:`batch` can be used: a plain sync or asyncio client (not Cluster)."""
+        return self._pool is not None or self._apool is not None
+
+    def batch(self, name: str, calls: Sequence[Sequence[Any]], then: Sequence[Any] = ()) -> Any:
+        """Several calls of one script in one round trip on the lean path (only when :attr:`lean`), followed by
+        the command ``then`` if given (``WAIT`` after adds, on the same connection). Returns the replies in order,
+        ``then``'s last; an asyncio client returns an awaitable. As a pipeline would, it reads every reply before
+        raising the first error reply, so the connection stays in step; calls refused with NOSCRIPT (never run)
+        are sent again once the script is loaded.
+        """
+        spec = SPECS[name]
+        for args in calls:
+            if len(args) < len(spec.argv):
+                raise TypeError(f"script {name} needs ARGV {spec.argv}, got {len(args)} values")
+        script = self._scripts[name]
+        packed = [_hiredis_pack(("EVALSHA", script.sha, len(self._keys), *self._keys, *args))
+                  if _hiredis_pack is not None else None for args in calls]  # fmt: skip
+        if self._pool is not None:
+            return self._batch(script, calls, packed, then)
+        return self._abatch(script, calls, packed, then)
+
+    def _packed(self, conn: Any, script: Any, calls: Sequence[Sequence[Any]], packed: list[Any],
+                indexes: Sequence[int], then: Sequence[Any]) -> list[bytes]:  # fmt: skip
+        out: list[bytes] = []
+        for i in indexes:
+            out += [packed[i]] if packed[i] is not None else _pack(conn, "EVALSHA", script.sha, len(self._keys),
+                                                                   *self._keys, *calls[i])  # fmt: skip
+        return out + (_pack(conn, *then) if then else [])
+
+    def _batch(self, script: Any, calls: Sequence[Sequence[Any]], packed: list[Any], then: Sequence[Any]) -> Any:
+        pool = self._pool
+        assert pool is not None
+        conn = pool.get_connection()
+        try:
+            pending = list(range(len(calls)))
+            replies: list[Any] = [None] * len(calls)
+            tail: Any = None
+            while True:
+                conn.send_packed_command(self._packed(conn, script, calls, packed, pending, then))
+                for i in pending:
+                    replies[i] = _reply(conn)
+                if then:
+                    tail = _reply(conn)
+                pending = [i for i in pending if isinstance(replies[i], redis.exceptions.NoScriptError)]
+                if not pending:  # else: load the script, send those again (and ``then``: WAIT covers them too)
+                    break
+                conn.send_packed_command(_pack(conn, "SCRIPT", "LOAD", script.script))
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()  # replies may be unread: never hand it to the next caller
+            raise
+        finally:
+            pool.release(conn)
+        return _raise_first_error(replies + ([tail] if then else []))
+
+    async def _abatch(self, script: Any, calls: Sequence[Sequence[Any]], packed: list[Any],
+                      then: Sequence[Any]) -> Any:  # fmt: skip
+        pool = self._apool
+        assert pool is not None
+        conn = await pool.get_connection()
+        try:
+            pending = list(range(len(calls)))
+            replies: list[Any] = [None] * len(calls)
+            tail: Any = None
+            while True:
+                await conn.send_packed_command(self._packed(conn, script, calls, packed, pending, then),
+                                               check_health=False)  # fmt: skip
+                for i in pending:
+                    replies[i] = await _areply(conn)
+                if then:
+                    tail = await _areply(conn)
+                pending = [i for i in pending if isinstance(replies[i], redis.exceptions.NoScriptError)]
+                if not pending:
+                    break
+                await conn.send_packed_command(_pack(conn, "SCRIPT", "LOAD", script.script), check_health=False)
+                await conn.read_response()
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        return _raise_first_error(replies + ([tail] if then else []))
+
     def _direct(self, script: Any, args: Sequence[Any]) -> Any:
         """EVALSHA on a pooled connection, without redis-py's command layers.
 
@@ -165,3 +251,24 @@ class ScriptRunner:
             raise
         finally:
             await pool.release(conn)
+
+
+def _reply(conn: Any) -> Any:
+    try:
+        return conn.read_response()
+    except redis.ResponseError as exc:  # an error reply: the stream is in step, keep reading
+        return exc
+
+
+async def _areply(conn: Any) -> Any:
+    try:
+        return await conn.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
+def _raise_first_error(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+    return replies

@@ -166,13 +166,19 @@ class AsyncQueueAdds:
         """Add many jobs in one round trip (each add is atomic). Every entry is validated first:
         one bad entry raises before anything is written. Entries: ``{"name", "data", "opts"}``."""
         prepared = []
+        plain: _prep.PreparedJob | None = None  # entries without opts share the queue's defaults: validated once
         for i, entry in enumerate(jobs):
             if not isinstance(entry, Mapping) or "name" not in entry:
                 raise InvalidOptionError(f"add_bulk entry {i} must be a dict with 'name'", option="jobs")
             unknown = set(entry) - {"name", "data", "opts"}
             if unknown:
                 raise InvalidOptionError(f"add_bulk entry {i} has unknown keys {sorted(unknown)}", option="jobs")
-            job = self._prepare(entry["name"], entry.get("data"), _prep.normalise_opts(entry.get("opts")))
+            if entry.get("opts") is None and plain is not None:
+                job = _prep.with_payload(plain, entry["name"], entry.get("data"), max_bytes=self.max_job_bytes)
+            else:
+                job = self._prepare(entry["name"], entry.get("data"), _prep.normalise_opts(entry.get("opts")))
+                if entry.get("opts") is None and not job.job_id:
+                    plain = job
             if job.repeat is not None:
                 raise InvalidOptionError("add_bulk does not take 'repeat'; use upsert_job_scheduler", option="repeat")
             prepared.append(job)
@@ -191,20 +197,28 @@ class AsyncQueueAdds:
         if any(job.parent is not None for job in prepared):  # children of existing parents: one atomic call
             return await self._add_bulk_children(prepared, now)
         # one round trip; add_jobs takes ADD_BATCH jobs per call, so no single call blocks Redis for long
-        async with self._client.pipeline(transaction=False) as pipe:
-            for start in range(0, len(prepared), ADD_BATCH):
-                batch = prepared[start : start + ADD_BATCH]
-                args: list[Any] = [len(batch)]
-                for job in batch:
-                    args += self._add_args(job, now)
-                await self._run("add_jobs", args, client=pipe)
-            if self.min_replicas:  # same connection as the adds: WAIT counts them
-                pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout)
-            # Redis at maxmemory: RedisFullError (each add_jobs call is refused whole, before it writes)
-            whole = len(prepared) <= ADD_BATCH
-            with _full.refused("the adds", "nothing was written" if whole else
-                               f"calls of {ADD_BATCH} adds before the refused one may have been written"):  # fmt: skip
-                replies = await pipe.execute()
+        calls: list[list[Any]] = []
+        for start in range(0, len(prepared), ADD_BATCH):
+            batch = prepared[start : start + ADD_BATCH]
+            args: list[Any] = [len(batch)]
+            for job in batch:
+                args += self._add_args(job, now)
+            calls.append(args)
+        # same connection as the adds: WAIT counts them
+        wait = ("WAIT", self.min_replicas, self.replica_timeout) if self.min_replicas else ()
+        # Redis at maxmemory: RedisFullError (each add_jobs call is refused whole, before it writes)
+        whole = len(prepared) <= ADD_BATCH
+        with _full.refused("the adds", "nothing was written" if whole else
+                           f"calls of {ADD_BATCH} adds before the refused one may have been written"):  # fmt: skip
+            if self._run.lean:  # packed by hiredis, sent at once: redis-py's pipeline packer took ~1/3 of the time
+                replies = await self._run.batch("add_jobs", calls, wait)
+            else:  # Cluster: redis-py's pipeline routes each call
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for args in calls:
+                        await self._run("add_jobs", args, client=pipe)
+                    if wait:
+                        pipe.execute_command(*wait)
+                    replies = await pipe.execute()
         if self.min_replicas:
             acks = replies.pop()
             self._check_replicas([str(res[0]) for reply in replies for res in reply], acks)
