@@ -114,6 +114,9 @@ def test_queue_add_with_parent(flows: FlowProducer, r: redis.Redis, prefix: str)
         ({"name": "p", "queue_name": "q", "opts": {"deduplication": {"id": "x"}}, "children": [
             {"name": "c", "queue_name": "q"}]}, "root", "deduplication"),
         ({"name": "p", "queue_name": "q", "children": [
+            {"name": "c", "queue_name": "q", "opts": {"deduplication": {"id": "x", "extend": True, "ttl": 5}}}]},
+         "root.children[0]", "deduplication and parent cannot be used together"),
+        ({"name": "p", "queue_name": "q", "children": [
             {"name": "c", "queue_name": "q", "opts": {"fail_parent_on_failure": "yes"}}]},
          "root.children[0]", "fail_parent_on_failure"),
         ({"name": "p", "queue_name": "q", "children": [{"name": "c", "queue_name": "a:b"}]},
@@ -530,3 +533,19 @@ def test_completing_a_parent_whose_child_failed_it_is_unrecoverable(
     reason = f"Cannot complete job {job.id} because it has at least one failed child. moveToFinished"
     assert raw["failedReason"] == reason
     assert raw["atm"] == "1"  # unrecoverable: its other attempts are not used
+
+
+def test_add_bulk_with_a_child_keeps_the_dedup_mode_of_its_other_entries(
+    flows: FlowProducer, r: redis.Redis, prefix: str
+) -> None:
+    """An add_bulk naming a parent goes through add_flow whole; its other entries still deduplicate in their mode
+    (here extend: the owner's window restarts), as they would through add_jobs."""
+    node = flows.add(tree(1))
+    q = sbqueue.Queue("children", r, prefix=prefix)
+    dedup = {"id": "K", "ttl": 3_000, "extend": True}
+    owner = q.add("o", {}, delay=60_000, deduplication=dedup)
+    r.pexpire(f"{prefix}:children:de:K", 500)  # most of the window has passed
+    jobs = q.add_bulk([{"name": "late", "opts": {"parent": {"id": node.job.id, "queue": f"{prefix}:parents"}}},
+                       {"name": "again", "opts": {"deduplication": dedup}}])  # fmt: skip
+    assert jobs[1].id == owner.id and r.pttl(f"{prefix}:children:de:K") > 2_500  # extended, not just absorbed
+    assert f"{prefix}:children:{jobs[0].id}" in r.smembers(f"{prefix}:parents:{node.job.id}:dependencies")

@@ -51,11 +51,11 @@ class FlowNode:
     children: tuple[int, ...]  # indexes of this node's children in the node list
 
     def argv(self) -> list[Any]:
-        """This node's 14 values of ``add_flow`` (order of ``sbqueue._core.scripts.FLOW_FIELDS``)."""
+        """This node's 15 values of ``add_flow`` (order of ``sbqueue._core.scripts.FLOW_FIELDS``)."""
         j = self.job
         return [self.keys.base, self.job_id, j.name, j.data, j.opts, self.timestamp, j.delay, j.priority,
                 "1" if j.lifo else "0", j.dedup_id, j.dedup_ttl, self.parent_key, self.parent_json,
-                "1" if self.children else "0"]  # fmt: skip
+                "1" if self.children else "0", j.dedup_mode]  # fmt: skip
 
 
 def split_job_key(key: str) -> tuple[str, str, str]:
@@ -137,12 +137,7 @@ def build_flow(
                     "deduplication cannot be used on a flow node with children (BullMQ refuses it)",
                     option="deduplication",
                 )
-            job = _prep.prepare_job(name, data, options, max_bytes=max_job_bytes)
-            if job.dedup_mode:  # add_flow deduplicates plainly (first add wins, ttl); the modes need add_job
-                raise InvalidOptionError(
-                    "flow nodes support plain deduplication only (id, ttl); keep_last_if_active, extend, replace "
-                    "and reschedule are for Queue.add", option="deduplication",
-                )
+            job = _prep.prepare_job(name, data, options, max_bytes=max_job_bytes)  # refuses dedup on a child
         except InvalidFlowError:
             raise
         except SbqueueError as exc:

@@ -260,6 +260,9 @@ def prepare_job(name: Any, data: Any, options: Mapping[str, Any], *, max_bytes: 
             stored[OPTION_NAMES[opt]] = validate_count(options[opt], opt)
     parent = validate_parent(options.get("parent"))
     if parent is not None:
+        if dedup:  # BullMQ 6.7.6 refuses it too (a deduplicated child would leave its parent's count wrong)
+            raise InvalidOptionError("deduplication and parent cannot be used together (BullMQ refuses it)",
+                                     option="deduplication")  # fmt: skip
         stored["parent"] = parent
     for opt in PARENT_FLAGS:
         flag = options.get(opt)

@@ -69,7 +69,7 @@ FINISH_FIELDS = ("id", "token", "kind", "value", "stacktrace", "due", "keep_coun
                  "flags")
 #: Fixed-width groups that follow ``n_nodes`` in add_flow.
 FLOW_FIELDS = ("base", "job_id", "name", "data", "opts", "timestamp", "delay", "priority", "lifo", "dedup_id",
-               "dedup_ttl", "parent_key", "parent", "has_children")  # fmt: skip
+               "dedup_ttl", "parent_key", "parent", "has_children", "dedup_mode")  # fmt: skip
 
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.M)
 

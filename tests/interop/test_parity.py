@@ -18,6 +18,7 @@ import pytest
 import redis
 
 import sbqueue
+from tests.conftest import snapshot
 from tests.interop.nodebridge import NodeDriver
 from tests.processors import wait_for
 
@@ -902,3 +903,67 @@ def test_operator_failing_a_stalled_dedup_owner_runs_the_parked_job(
     assert finished(r, prefix, PY, "failed") == ["1"] and r.exists(k(prefix, PY, "dn:K")) == 0
     assert r.lrange(k(prefix, PY, "wait"), 0, -1) == ["2"] and r.get(k(prefix, PY, "de:K")) == "2"
     assert json.loads(r.hget(k(prefix, PY, "2"), "data")) == {"v": 2}
+
+
+# --- 10. deduplication on flow nodes -------------------------------------------------------------------------
+
+
+def made_id(ids: list[str]) -> str:
+    """The id the flow node got: a new UUID, or (deduplicated) the owner's id, which stays as it is."""
+    return ids[1] if ids[1] != ids[0] else "\0"
+
+
+@pytest.mark.parametrize(
+    "mode,dedup",
+    [("replace", {"ttl": 3_000, "replace": True}), ("extend", {"ttl": 3_000, "extend": True}),
+     ("reschedule", {"ttl": 3_000, "reschedule": True})],
+)  # fmt: skip
+def test_dedup_modes_on_a_lone_flow_node_do_what_node_does(
+    node: NodeDriver, redis_url: str, r: redis.Redis, prefix: str, mode: str, dedup: dict[str, Any]
+) -> None:
+    """A flow node without parent or children deduplicates as ``Queue.add`` does, in every mode."""
+    views = {}
+    for queue in (REF, PY):
+        opts = {"deduplication": {"id": "K", **dedup}}
+        if queue == REF:
+            first = node.run(prefix, REF, "add", jobs=[{"name": "j", "data": {}, "opts": {**opts, "delay": 60_000}}])
+            time.sleep(1)
+            tree = node.run(prefix, REF, "addFlow", flow={"name": "j", "queueName": REF, "data": {},
+                                                          "opts": {**opts, "delay": 30_000}})["tree"]  # fmt: skip
+            ids = [str(first["ids"][0]), str(tree["id"])]
+        else:
+            owner = sbqueue.Queue(PY, redis_url, prefix).add("j", {}, delay=60_000, **opts)
+            time.sleep(1)
+            with sbqueue.FlowProducer(redis_url, prefix=prefix) as fp:
+                made = fp.add({"name": "j", "queue_name": PY, "opts": {**opts, "delay": 30_000}})
+            ids = [owner.id, made.job.id]
+        # a flow node's id is a fresh UUID on both sides: named "N" to compare
+        views[queue] = json.loads(json.dumps(_dedup_view(r, prefix, queue, ids)).replace(f'"{made_id(ids)}"', '"N"'))
+    expected = {"replace": {"ids": ["1", "N"], "de": "N", "delayed": ["N"]},
+                "extend": {"ids": ["1", "1"], "de": "1", "delayed": ["1"]},
+                "reschedule": {"ids": ["1", "1"], "de": "1", "delayed": ["1"]}}[mode]  # fmt: skip
+    assert {key: views[REF][key] for key in expected} == expected
+    assert views[PY] == views[REF]
+
+
+def test_deduplication_with_a_parent_is_refused_as_node_refuses_it(
+    node: NodeDriver, redis_url: str, r: redis.Redis, prefix: str
+) -> None:
+    """BullMQ 6.7.6 refuses ``deduplication`` on a job with a parent (flow child or ``Queue.add(parent=...)``)."""
+    with sbqueue.FlowProducer(redis_url, prefix=prefix) as fp:
+        fp.add({"name": "p", "queue_name": "parents", "children": [{"name": "c", "queue_name": "kids"}]})
+    parent = {"id": "1", "queue": f"{prefix}:parents"}
+    with pytest.raises(Exception, match="Deduplication and parent options cannot be used together"):
+        node.run(prefix, "kids", "add", jobs=[{"name": "c2", "data": {}, "opts": {"parent": parent,
+                                                                                  "deduplication": {"id": "K"}}}])
+    with pytest.raises(Exception, match="Deduplication and parent options cannot be used together"):
+        node.run(prefix, "parents", "addFlow", flow={"name": "p", "queueName": "parents", "children": [
+            {"name": "c", "queueName": "kids", "opts": {"deduplication": {"id": "K"}}}]})  # fmt: skip
+    before = snapshot(r, prefix)
+    with pytest.raises(sbqueue.InvalidOptionError, match="deduplication and parent cannot be used together"):
+        sbqueue.Queue("kids", redis_url, prefix).add("c2", {}, parent=parent, deduplication={"id": "K"})
+    with sbqueue.FlowProducer(redis_url, prefix=prefix) as fp, pytest.raises(sbqueue.InvalidFlowError,
+                                                                             match="deduplication and parent"):
+        fp.add({"name": "p", "queue_name": "parents", "children": [
+            {"name": "c", "queue_name": "kids", "opts": {"deduplication": {"id": "K"}}}]})  # fmt: skip
+    assert snapshot(r, prefix) == before

@@ -1,4 +1,5 @@
 --@include flow
+--@include add
 --[[ add_flow — add a tree of parent/child jobs (a flow), or one child of an existing parent, atomically.
 
   Nodes come parents first (pre-order); each may live in another queue or under another prefix: the
@@ -7,11 +8,12 @@
 
   KEYS: queue (see sbqueue/_core/keys.py QUEUE_KEYS; the caller's queue, used for nothing but routing)
   ARGV[1] now         ms (the time parents whose children are all done already are released)
-  ARGV[2] n_nodes     number of nodes; then 14 values per node:
+  ARGV[2] n_nodes     number of nodes; then 15 values per node:
                       base (job-key prefix "<prefix>:<queue>:"), job_id ("" = next id of that queue),
                       name, data, opts, timestamp, delay, priority, lifo ("1"/"0"), dedup_id,
                       dedup_ttl, parent_key ("" = none), parent (JSON {id, queueKey[, fpof...]}),
-                      has_children ("1": the job waits in waiting-children)
+                      has_children ("1": the job waits in waiting-children), dedup_mode (add_job's
+                      letters: a node without parent or children deduplicates as Queue.add does)
 
   Returns: one {job_id, status} per node (1 added, 0 the id existed: linked to its parent instead,
            2 deduplicated: job_id is the owner), or {-5, i} when node i's parent does not exist, or
@@ -22,7 +24,7 @@
 ]]
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local W = 14
+local W = 15
 
 local function use_queue(base)
   if base == prefix then return end  -- nodes come in runs of one queue: switch only when it changes
@@ -81,21 +83,11 @@ for i = 0, n - 1 do
     emit("duplicated", "jobId", id)
     status = 0
   elseif dedupId ~= "" then
-    local dk = prefix .. "de:" .. dedupId
-    local ttl = tonumber(ARGV[b + 10])
-    local owned
-    if ttl > 0 then owned = redis.call("SET", dk, id, "PX", ttl, "NX") else owned = redis.call("SET", dk, id, "NX") end
-    if not owned then
-      local owner = redis.call("GET", dk)
-      if owner and (redis.call("PTTL", dk) ~= -1 or redis.call("EXISTS", prefix .. owner) == 1) then
-        emit("deduplicated", "jobId", owner, "deduplicationId", dedupId, "deduplicatedJobId", id)
-        id, status = owner, 2
-      elseif ttl > 0 then
-        redis.call("SET", dk, id, "PX", ttl)
-      else
-        redis.call("SET", dk, id)
-      end
-    end
+    -- a node without parent or children (the caller refuses dedup on others, as BullMQ): add_job's rules
+    local A = {jobId, name, ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8],
+      dedupId, ARGV[b + 10], "", ARGV[b + 14]}
+    local owner = dedup_check(A, id, dedupId)
+    if owner then id, status = owner, 2 end
   end
   if status == 1 then
     local fields = {"name", name, "data", ARGV[b + 3], "opts", ARGV[b + 4], "timestamp", ARGV[b + 5],
