@@ -64,16 +64,20 @@ def _sockets(pid: int) -> int:
     return count
 
 
-def _children(pid: int) -> list[int]:
-    """The worker's child processes (its process pool), from /proc."""
+def child_pids(pid: int, min_age_s: float = 0.0) -> list[int]:
+    """The pids of ``pid``'s child processes (a worker's process pool) running for at least ``min_age_s`` s,
+    from /proc (also used by tests/chaos/test_pool_chaos.py)."""
     kids = []
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+            age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+            if int(fields[1]) == pid and age >= min_age_s:
                 kids.append(int(entry))
     return sorted(kids)
 
@@ -81,7 +85,7 @@ def _children(pid: int) -> list[int]:
 def _sample(pid: int, processes: int) -> dict[str, Any]:
     row: dict[str, Any] = {"rss_kib": _rss_kib(pid), "fds": _fds(pid), "connections": _sockets(pid)}
     if processes:
-        kids = _children(pid)
+        kids = child_pids(pid)
         row["children"] = len(kids)
         row["children_rss_kib"] = sum(_rss_kib(k) for k in kids)
         row["children_pids"] = kids

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import sbqueue
+from benchmarks.soak import child_pids
 from tests.chaos.harness import ROOT, RedisServer, env_float
 
 JOBS = int(env_float("SBQUEUE_POOL_CHAOS_JOBS", 600))
@@ -31,23 +32,6 @@ SECONDS = env_float("SBQUEUE_POOL_CHAOS_SECONDS", 12.0)
 PROCESSES = 2
 #: kill only children this old (0: replacements still starting too, as an OOM killer would)
 CHILD_MIN_AGE_S = env_float("SBQUEUE_POOL_CHAOS_MIN_AGE", 0.0)
-
-
-def children(pid: int, min_age_s: float = 0.0) -> list[int]:
-    """The pids of ``pid``'s children that have been running at least ``min_age_s`` seconds."""
-    kids = []
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
-            if int(fields[1]) == pid and age >= min_age_s:
-                kids.append(int(entry))
-    return kids
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker's children")
@@ -84,7 +68,7 @@ def test_pool_children_killed_and_segfaulting_lose_nothing(tmp_path: Path) -> No
                 ids += [job.id for job in queue.add_bulk(batch)]
             now = time.monotonic()
             if now >= next_kill and now - started < SECONDS:
-                kids = children(proc.pid, min_age_s=CHILD_MIN_AGE_S)
+                kids = child_pids(proc.pid, min_age_s=CHILD_MIN_AGE_S)
                 if kids:
                     sig = (signal.SIGKILL, signal.SIGSEGV)[which % 2]
                     try:
@@ -117,7 +101,7 @@ def test_pool_children_killed_and_segfaulting_lose_nothing(tmp_path: Path) -> No
                 if "child process" in line:
                     death_reasons.append(line)
         runs = client.hlen(f"{prefix}:pool:runs")
-        alive_kids = children(proc.pid)
+        alive_kids = child_pids(proc.pid)
         print(f"\nPOOL CHAOS jobs={len(ids)} seconds={SECONDS:.0f} kills={kills} states={states} retried="
               f"{len(retried)} recorded_runs={runs} children_at_end={len(alive_kids)}", flush=True)  # fmt: skip
         stuck = [queue.get_job(i) for i in ids if queue.get_job_state(i) not in ("completed", "failed")]
