@@ -97,8 +97,9 @@ class QueueAdds:
         ``parent={"id": ..., "queue": "<prefix>:<name>"}`` adds a child the existing parent waits for
         (:class:`ParentNotFoundError` if it does not exist; nothing is written); the four
         ``*_on_failure`` options say what the child's final failure does to its parent (see the README's
-        Flows section). ``telemetry={"omit_context": True}`` keeps this job out of the add's trace (README,
-        "Tracing").
+        Flows section). A child cannot be deduplicated (``deduplication`` with ``parent`` raises
+        :class:`InvalidOptionError`, as BullMQ refuses it). ``telemetry={"omit_context": True}`` keeps this
+        job out of the add's trace (README, "Tracing").
 
         ``dead_letter_queue="name"``: if this job fails for good, an sbqueue worker also adds it to that queue
         (overrides the worker's ``dead_letter_queue``; README, "Dead-letter queues"; stored as
