@@ -175,11 +175,12 @@ class QueueAdds:
             unknown = set(entry) - {"name", "data", "opts"}
             if unknown:
                 raise InvalidOptionError(f"add_bulk entry {i} has unknown keys {sorted(unknown)}", option="jobs")
-            if entry.get("opts") is None and plain is not None:
+            own = entry.get("opts")
+            if own is None and plain is not None:
                 job = _prep.with_payload(plain, entry["name"], entry.get("data"), max_bytes=self.max_job_bytes)
             else:
-                job = self._prepare(entry["name"], entry.get("data"), _prep.normalise_opts(entry.get("opts")))
-                if entry.get("opts") is None and not job.job_id:
+                job = self._prepare(entry["name"], entry.get("data"), _prep.normalise_opts(own))
+                if own is None and not job.job_id:
                     plain = job
             if job.repeat is not None:
                 raise InvalidOptionError("add_bulk does not take 'repeat'; use upsert_job_scheduler", option="repeat")
